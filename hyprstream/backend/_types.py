@@ -1,0 +1,37 @@
+"""Arrow types as DuckDB SQL type names (other dialects go through sqlglot from these)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from hyprstream.errors import InvalidInput
+
+__all__ = ["duckdb_type"]
+
+_SIMPLE = {
+    pa.utf8(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.date32(): "DATE",
+    pa.binary(): "BLOB",
+}
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    """The DuckDB column type that stores Arrow type ``t`` without loss."""
+    if t in _SIMPLE:
+        return _SIMPLE[t]
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz is not None else "TIMESTAMP"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision}, {t.scale})"
+    raise InvalidInput(f"no column type for Arrow type {t}")

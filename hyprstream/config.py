@@ -1,0 +1,293 @@
+"""Configuration: immutable, layered, printable without secrets (spec/config.md).
+
+Layers, later winning: built-in defaults < the TOML file (``--config``) < environment
+variables < command-line flags. Credentials follow the seed's order of precedence:
+``HYPRSTREAM_ENGINE_USERNAME`` / ``HYPRSTREAM_ENGINE_PASSWORD``, then ``--engine-username`` /
+``--engine-password``, then the user and password inside the connection URI.
+
+``repr`` and ``describe()`` never show a password: it is held in a :class:`Secret`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hyprstream._secrets import REDACTED, SECRET_OPTION_KEYS, redact_uri
+from hyprstream.errors import ConfigError
+from hyprstream.windows import (
+    DEFAULT_LATENESS_US,
+    DEFAULT_SIZES,
+    WindowSize,
+    default_retention,
+)
+
+__all__ = ["ENGINES", "Config", "Secret", "load_config", "parse_duration"]
+
+ENGINES = ("embedded", "adbc", "memory")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_PORT = 50051
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_DATA_DIR = Path("hyprstream-data")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(us|ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {
+    "us": 1,
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+    "d": 86_400_000_000,
+}
+
+
+class Secret:
+    """A string that does not show itself in ``repr``, ``str`` or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({REDACTED!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def parse_duration(text: str | int, *, what: str) -> int:
+    """``'90s'``, ``'5m'``, ``'1h'``, ``'2d'`` (or a bare number of seconds) in microseconds."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text * 1_000_000
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"invalid duration for {what}: {text!r} (use e.g. 90s, 5m, 1h, 2d)")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything a hyprstream node needs to start."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = DEFAULT_DATA_DIR
+    log_level: str = "info"
+    engine: str = "embedded"
+    engine_connection: str | None = None
+    engine_options: Mapping[str, str] = field(default_factory=dict)
+    engine_username: str | None = None
+    engine_password: Secret | None = None
+    cache_enabled: bool = True
+    cache_engine: str = "duckdb"
+    cache_connection: str = ":memory:"
+    windows: tuple[WindowSize, ...] = DEFAULT_SIZES
+    running_window: WindowSize = DEFAULT_SIZES[0]
+    allowed_lateness_us: int = DEFAULT_LATENESS_US
+    window_retention_us: Mapping[WindowSize, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "adbc" and not self.engine_connection:
+            raise ConfigError("--engine adbc needs --engine-connection (a connection URI)")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
+        if self.cache_engine != "duckdb":
+            raise ConfigError(f"--cache-engine supports only 'duckdb', got {self.cache_engine!r}")
+        if self.running_window not in self.windows:
+            raise ConfigError(
+                f"the running window {self.running_window} must be one of the window sizes "
+                f"({', '.join(w.label for w in self.windows)})"
+            )
+        if self.allowed_lateness_us < 0:
+            raise ConfigError("allowed lateness must not be negative")
+
+    def retention_for(self, size: WindowSize) -> int:
+        return self.window_retention_us.get(size, default_retention(size))
+
+    def describe(self) -> dict[str, Any]:
+        """Every setting, with secrets redacted (for logs and ``--print-config``)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "engine_connection" and value:
+                value = redact_uri(value)
+            elif f.name == "engine_password" and value is not None:
+                value = REDACTED
+            elif f.name == "engine_options":
+                value = {
+                    k: (REDACTED if k.lower() in SECRET_OPTION_KEYS else v)
+                    for k, v in value.items()
+                }
+            elif f.name == "windows":
+                value = [w.label for w in value]
+            elif f.name == "running_window":
+                value = value.label
+            elif f.name == "window_retention_us":
+                value = {w.label: us for w, us in value.items()}
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
+        return f"Config({body})"
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {str(path)!r} is not valid TOML: {exc}") from None
+    known = {"server", "storage", "cache", "windows"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s) {sorted(unknown)} in {str(path)!r}; known: {sorted(known)}"
+        )
+    out: dict[str, Any] = {}
+    server = _section(data, "server", {"host", "port", "data_dir", "log_level"})
+    out.update({k: v for k, v in server.items()})
+    storage = _section(
+        data, "storage", {"backend", "connection", "options", "username", "password"}
+    )
+    if "backend" in storage:
+        out["engine"] = storage["backend"]
+    if "connection" in storage:
+        out["engine_connection"] = storage["connection"]
+    if "options" in storage:
+        if not isinstance(storage["options"], dict):
+            raise ConfigError('[storage] options must be a table of key = "value" pairs')
+        out["engine_options"] = {str(k): str(v) for k, v in storage["options"].items()}
+    if "username" in storage:
+        out["engine_username"] = storage["username"]
+    if "password" in storage:
+        out["engine_password"] = storage["password"]
+    cache = _section(data, "cache", {"enabled", "engine", "connection"})
+    if "enabled" in cache:
+        out["cache_enabled"] = bool(cache["enabled"])
+    if "engine" in cache:
+        out["cache_engine"] = cache["engine"]
+    if "connection" in cache:
+        out["cache_connection"] = cache["connection"]
+    windows = _section(data, "windows", {"sizes", "running", "allowed_lateness", "retention"})
+    if "sizes" in windows:
+        out["windows"] = windows["sizes"]
+    if "running" in windows:
+        out["running_window"] = windows["running"]
+    if "allowed_lateness" in windows:
+        out["allowed_lateness"] = windows["allowed_lateness"]
+    if "retention" in windows:
+        out["window_retention"] = windows["retention"]
+    return out
+
+
+def _section(data: dict[str, Any], name: str, keys: set[str]) -> dict[str, Any]:
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    unknown = set(section) - keys
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{name}]; known: {sorted(keys)}")
+    return section
+
+
+def _sizes(value: Any) -> tuple[WindowSize, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    sizes = tuple(WindowSize.parse(str(item)) for item in items if str(item).strip())
+    if not sizes:
+        raise ConfigError("at least one window size is needed")
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"window sizes must be distinct, got {[s.label for s in sizes]}")
+    return tuple(sorted(sizes))
+
+
+def load_config(
+    *,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Config:
+    """Merge defaults, the TOML file, the environment and flags (given as Config field names,
+    with ``None`` meaning "not given") into one validated :class:`Config`."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(_from_toml(config_file))
+    env = environ or {}
+    for key, env_name in (
+        ("engine_username", "HYPRSTREAM_ENGINE_USERNAME"),
+        ("engine_password", "HYPRSTREAM_ENGINE_PASSWORD"),
+    ):
+        if env.get(env_name):
+            merged[key] = env[env_name]
+            merged[f"_{key}_from_env"] = True
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        if key in ("engine_username", "engine_password") and merged.get(f"_{key}_from_env"):
+            continue  # the environment outranks flags for credentials (the seed's order)
+        if key == "engine_options" and "engine_options" in merged:
+            merged[key] = {**merged["engine_options"], **value}
+        else:
+            merged[key] = value
+    for key in [k for k in merged if k.startswith("_")]:
+        del merged[key]
+
+    kwargs: dict[str, Any] = {}
+    for key, value in merged.items():
+        if key == "windows":
+            kwargs["windows"] = _sizes(value)
+        elif key == "running_window":
+            kwargs["running_window"] = WindowSize.parse(str(value))
+        elif key == "allowed_lateness":
+            kwargs["allowed_lateness_us"] = parse_duration(value, what="allowed lateness")
+        elif key == "window_retention":
+            if not isinstance(value, dict):
+                raise ConfigError('[windows] retention must be a table like { "5m" = "6h" }')
+            kwargs["window_retention_us"] = {
+                WindowSize.parse(str(k)): parse_duration(v, what=f"retention of {k} windows")
+                for k, v in value.items()
+            }
+        elif key == "engine_password":
+            kwargs[key] = value if isinstance(value, Secret) else Secret(str(value))
+        elif key == "data_dir":
+            kwargs[key] = Path(value)
+        elif key == "port":
+            try:
+                kwargs[key] = int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"port must be a number, got {value!r}") from None
+        else:
+            kwargs[key] = value
+    if "windows" in kwargs and "running_window" not in kwargs:
+        kwargs["running_window"] = kwargs["windows"][0]
+    fields = {f.name for f in dataclasses.fields(Config)}
+    unknown = set(kwargs) - fields
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {sorted(unknown)}")
+    return Config(**kwargs)

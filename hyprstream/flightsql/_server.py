@@ -1,0 +1,385 @@
+"""The Arrow Flight / Flight SQL server: a thin shell around the service.
+
+Each handler decodes the request with ``_protocol`` (pure), calls the service, and encodes
+the answer. Errors are translated here and only here (spec/flightsql.md, FSQL-30): a
+:class:`~hyprstream.errors.HyprstreamError` becomes the Flight status its ``status`` names,
+and anything else is a bug, logged with its traceback and reported as INTERNAL without
+internals.
+
+Queries run at GetFlightInfo; the result waits under a random handle until the client's
+DoGet collects it (or the result cache policy drops it). Ingest is ``DoPut`` on the path
+descriptor ``["metrics"]``; each record batch is validated, written through and
+acknowledged on its own, with a ``PutResult`` whose metadata is JSON
+``{"accepted": n, "late": k}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pyarrow import flight
+
+from hyprstream._version import __version__
+from hyprstream.cachepolicy import CachePolicy, Entry, evictions
+from hyprstream.errors import (
+    HyprstreamError,
+    InvalidInput,
+    NotFound,
+    Status,
+    Unsupported,
+)
+from hyprstream.flightsql._protocol import (
+    SQL_INFO_SCHEMA,
+    Int32,
+    SqlInfo,
+    SqlInfoValue,
+    pack,
+    pb,
+    sql_info_table,
+    unpack,
+    without_empty_batches,
+)
+from hyprstream.service import Hyprstream
+
+__all__ = ["INGEST_PATH", "FlightSqlServer"]
+
+log = logging.getLogger("hyprstream.flightsql")
+
+INGEST_PATH = (b"metrics",)
+
+#: Results wait this long for their DoGet, and at most this much memory is held for them.
+RESULT_POLICY = CachePolicy(ttl_ns=300 * 10**9, max_bytes=2 * 1024**3, max_entries=10_000)
+#: Prepared statements a client forgot to close are dropped after this long unused.
+PREPARED_POLICY = CachePolicy(ttl_ns=None, max_entries=100_000)
+
+
+@contextlib.contextmanager
+def _flight_errors(what: str) -> Iterator[None]:
+    """Translate hyprstream's errors into Flight statuses, once, at the boundary."""
+    try:
+        yield
+    except flight.FlightError:
+        raise
+    except HyprstreamError as exc:
+        raise _to_flight(exc) from None
+    except Exception as exc:
+        # Explicit limit: sys.tracebacklimit is 0 in the server (see FlightSqlServer).
+        trace = "".join(traceback.format_exception(exc, limit=100))
+        log.error("internal error while handling %s\n%s", what, trace)
+        raise flight.FlightInternalError(
+            f"internal error while handling {what}; the server logged the details"
+        ) from None
+
+
+def _to_flight(exc: HyprstreamError) -> BaseException:
+    message = exc.message
+    result: BaseException
+    match exc.status:
+        case Status.INVALID_ARGUMENT:
+            result = pa.ArrowInvalid(message)
+        case Status.NOT_FOUND:
+            result = pa.ArrowKeyError(message)
+        case Status.UNIMPLEMENTED:
+            result = pa.ArrowNotImplementedError(message)
+        case Status.UNAUTHENTICATED:
+            result = flight.FlightUnauthenticatedError(message)
+        case Status.UNAUTHORIZED:
+            result = flight.FlightUnauthorizedError(message)
+        case Status.UNAVAILABLE:
+            result = flight.FlightUnavailableError(message)
+        case Status.RESOURCE_EXHAUSTED:
+            result = flight.FlightServerError(message)
+        case _:
+            result = flight.FlightInternalError(message)
+    return result
+
+
+@dataclass(slots=True)
+class _Held:
+    value: Any
+    size: int
+    created_ns: int
+    last_used_ns: int
+
+
+class _Registry:
+    """Values under random handles, trimmed by a cache policy (results, prepared statements)."""
+
+    def __init__(self, policy: CachePolicy, kind: str) -> None:
+        self._policy = policy
+        self._kind = kind
+        self._items: dict[bytes, _Held] = {}
+        self._lock = threading.Lock()
+
+    def put(self, value: Any, size: int = 0) -> bytes:
+        handle = secrets.token_bytes(16)
+        now = time.monotonic_ns()
+        with self._lock:
+            self._items[handle] = _Held(value, size, now, now)
+            self._trim(now)
+        return handle
+
+    def get(self, handle: bytes) -> Any:
+        with self._lock:
+            held = self._items.get(handle)
+            if held is None:
+                raise NotFound(f"unknown or expired {self._kind} handle")
+            held.last_used_ns = time.monotonic_ns()
+            return held.value
+
+    def pop(self, handle: bytes) -> Any:
+        with self._lock:
+            held = self._items.pop(handle, None)
+        if held is None:
+            raise NotFound(f"unknown or expired {self._kind} handle")
+        return held.value
+
+    def discard(self, handle: bytes) -> None:
+        with self._lock:
+            self._items.pop(handle, None)
+
+    def _trim(self, now: int) -> None:
+        entries = [
+            Entry(key=k, size=h.size, created_ns=h.created_ns, last_used_ns=h.last_used_ns)
+            for k, h in self._items.items()
+        ]
+        for key in evictions(entries, now, self._policy):
+            assert isinstance(key, bytes)
+            del self._items[key]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    query: str
+    schema: pa.Schema | None
+    parameter_count: int
+    parameters: list[list[Any]] | None = None
+
+
+def _sql_info(server: FlightSqlServer) -> Mapping[int, SqlInfoValue]:
+    return {
+        SqlInfo.FLIGHT_SQL_SERVER_NAME: "hyprstream",
+        SqlInfo.FLIGHT_SQL_SERVER_VERSION: __version__,
+        SqlInfo.FLIGHT_SQL_SERVER_ARROW_VERSION: pa.__version__,
+        SqlInfo.FLIGHT_SQL_SERVER_READ_ONLY: False,
+        SqlInfo.FLIGHT_SQL_SERVER_SQL: True,
+        SqlInfo.FLIGHT_SQL_SERVER_SUBSTRAIT: False,
+        SqlInfo.FLIGHT_SQL_SERVER_TRANSACTION: Int32(0),  # none: every statement stands alone
+        SqlInfo.FLIGHT_SQL_SERVER_CANCEL: False,
+        SqlInfo.FLIGHT_SQL_SERVER_BULK_INGESTION: False,
+        SqlInfo.FLIGHT_SQL_SERVER_INGEST_TRANSACTIONS_SUPPORTED: False,
+        SqlInfo.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: Int32(0),
+        SqlInfo.FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT: Int32(0),
+        SqlInfo.SQL_IDENTIFIER_QUOTE_CHAR: '"',
+        SqlInfo.SQL_ALL_TABLES_ARE_SELECTABLE: True,
+        SqlInfo.SQL_SUPPORTS_COLUMN_ALIASING: True,
+        SqlInfo.SQL_NULL_PLUS_NULL_IS_NULL: True,
+        SqlInfo.SQL_TRANSACTIONS_SUPPORTED: False,
+    }
+
+
+class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
+    """Serves ingest (Arrow Flight DoPut) and SQL (Flight SQL) for one :class:`Hyprstream`."""
+
+    def __init__(self, service: Hyprstream, location: str, **kwargs: Any) -> None:
+        # Without this, pyarrow appends the handler's Python traceback to the message of
+        # every INVALID_ARGUMENT / NOT_FOUND / UNIMPLEMENTED error it sends to clients.
+        sys.tracebacklimit = 0
+        super().__init__(location, **kwargs)
+        self.service = service
+        self._results = _Registry(RESULT_POLICY, "result")
+        self._prepared = _Registry(PREPARED_POLICY, "prepared statement")
+        self._info = _sql_info(self)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        with _flight_errors("GetFlightInfo"):
+            command = self._command(descriptor)
+            table = self._execute(command)
+            handle = self._results.put(table, table.nbytes)
+            ticket = flight.Ticket(pack(pb.TicketStatementQuery(statement_handle=handle)))
+            return flight.FlightInfo(
+                table.schema, descriptor, [flight.FlightEndpoint(ticket, [])], table.num_rows, -1
+            )
+
+    def get_schema(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.SchemaResult:
+        with _flight_errors("GetSchema"):
+            command = self._command(descriptor)
+            if isinstance(command, pb.CommandStatementQuery):
+                return flight.SchemaResult(self.service.shape(command.query).schema)
+            if isinstance(command, pb.CommandPreparedStatementQuery):
+                prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
+                schema = prepared.schema or self.service.shape(prepared.query).schema
+                return flight.SchemaResult(schema)
+            if isinstance(command, pb.CommandGetSqlInfo):
+                return flight.SchemaResult(SQL_INFO_SCHEMA)
+            raise Unsupported(f"GetSchema of {type(command).__name__} is not supported")
+
+    def do_get(
+        self, context: flight.ServerCallContext, ticket: flight.Ticket
+    ) -> flight.RecordBatchStream:
+        with _flight_errors("DoGet"):
+            message = unpack(ticket.ticket, expect=pb.TicketStatementQuery)
+            assert isinstance(message, pb.TicketStatementQuery)
+            table: pa.Table = self._results.pop(message.statement_handle)
+            batches = list(without_empty_batches(table))
+            return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=table.schema))
+
+    def _command(self, descriptor: flight.FlightDescriptor) -> Any:
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            raise InvalidInput(
+                "expected a command descriptor holding a Flight SQL command; "
+                "path descriptors are only used for ingest (DoPut on ['metrics'])"
+            )
+        return unpack(descriptor.command)
+
+    def _execute(self, command: Any) -> pa.Table:
+        if isinstance(command, pb.CommandStatementQuery):
+            return self.service.query(command.query)
+        if isinstance(command, pb.CommandPreparedStatementQuery):
+            prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
+            rows = prepared.parameters or [[]]
+            if prepared.parameter_count and prepared.parameters is None:
+                raise InvalidInput(
+                    f"the prepared statement takes {prepared.parameter_count} parameter(s); "
+                    "bind them (DoPut) before executing it"
+                )
+            tables = [self.service.query(prepared.query, row or None) for row in rows]
+            return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        if isinstance(command, pb.CommandGetSqlInfo):
+            return sql_info_table(self._info, list(command.info))
+        raise Unsupported(f"{type(command).__name__} is not supported by hyprstream yet")
+
+    # -- ingest and parameter binding ---------------------------------------------------------
+
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        with _flight_errors("DoPut"):
+            if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                self._ingest(descriptor, reader, writer)
+                return
+            command = self._command(descriptor)
+            if isinstance(command, pb.CommandPreparedStatementQuery):
+                self._bind(command, reader, writer)
+                return
+            raise Unsupported(
+                f"DoPut with {type(command).__name__} is not supported by hyprstream yet"
+            )
+
+    def _ingest(
+        self,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        path = tuple(descriptor.path)
+        if path != INGEST_PATH:
+            shown = [p.decode("utf-8", "replace") for p in path]
+            raise NotFound(f"unknown ingest path {shown}: send samples to ['metrics']")
+        index = 0
+        accepted = 0
+        while True:
+            try:
+                chunk = reader.read_chunk()
+            except StopIteration:
+                break
+            if chunk.data is None:
+                continue
+            try:
+                result = self.service.ingest(chunk.data)
+            except HyprstreamError as exc:
+                if index:
+                    exc.message = (
+                        f"{exc.message} (record batch {index} of this stream; the {index} "
+                        f"before it were acknowledged, {accepted} rows)"
+                    )
+                raise
+            accepted += result.accepted
+            index += 1
+            writer.write(
+                pa.py_buffer(
+                    json.dumps({"accepted": result.accepted, "late": result.late}).encode()
+                )
+            )
+
+    def _bind(
+        self,
+        command: pb.CommandPreparedStatementQuery,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
+        table = reader.read_all()
+        rows = [list(r.values()) for r in table.to_pylist()]
+        for row in rows:
+            if len(row) != prepared.parameter_count:
+                raise InvalidInput(
+                    f"the prepared statement takes {prepared.parameter_count} parameter(s), "
+                    f"got {len(row)}"
+                )
+        prepared.parameters = rows or None
+        result = pb.DoPutPreparedStatementResult(
+            prepared_statement_handle=command.prepared_statement_handle
+        )
+        writer.write(pa.py_buffer(result.SerializeToString()))
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
+        return [
+            ("CreatePreparedStatement", "Prepare a SQL query"),
+            ("ClosePreparedStatement", "Release a prepared statement"),
+        ]
+
+    def do_action(
+        self, context: flight.ServerCallContext, action: flight.Action
+    ) -> Iterator[bytes]:
+        with _flight_errors(f"action {action.type}"):
+            body = action.body.to_pybytes() if action.body is not None else b""
+            if action.type == "CreatePreparedStatement":
+                request = unpack(body, expect=pb.ActionCreatePreparedStatementRequest)
+                assert isinstance(request, pb.ActionCreatePreparedStatementRequest)
+                return iter([pack(self._create_prepared(request.query))])
+            if action.type == "ClosePreparedStatement":
+                request = unpack(body, expect=pb.ActionClosePreparedStatementRequest)
+                assert isinstance(request, pb.ActionClosePreparedStatementRequest)
+                self._prepared.discard(request.prepared_statement_handle)
+                return iter([])
+            raise Unsupported(f"action {action.type!r} is not supported by hyprstream")
+
+    def _create_prepared(self, query: str) -> pb.ActionCreatePreparedStatementResult:
+        shape = self.service.shape(query)
+        handle = self._prepared.put(_Prepared(query, shape.schema, shape.parameter_count))
+        parameters = pa.schema(
+            [pa.field(f"${i + 1}", pa.null()) for i in range(shape.parameter_count)]
+        )
+        return pb.ActionCreatePreparedStatementResult(
+            prepared_statement_handle=handle,
+            dataset_schema=shape.schema.serialize().to_pybytes(),
+            parameter_schema=parameters.serialize().to_pybytes(),
+            is_update=False,
+        )

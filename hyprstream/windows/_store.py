@@ -1,0 +1,243 @@
+"""The open windows of every configured size, the watermark, and what closes and expires.
+
+Theory of operation (spec/windows.md, WIN-8 to WIN-14):
+
+* Stream time is the largest sample timestamp merged so far (``max_timestamp``). The
+  watermark is stream time minus the allowed lateness. Both only move forwards.
+* A sample whose timestamp is below the watermark in force *before its batch* is late: it
+  is not merged into any window (it is still stored raw, and counted). Every other sample
+  is merged into its window of every size; that window is necessarily still open.
+* A window ``[start, end)`` is open while ``end > watermark``; once the watermark reaches
+  ``end`` it is closed and never changes again. Closing hands the final state out of the
+  store (``StoreChanges.closed``) to whoever keeps closed windows.
+* A closed window is kept until ``end <= max_timestamp - retention[size]``; the store hands
+  out one cutoff per size and whoever keeps closed windows drops those at or below it.
+  Retention is longer than lateness, so eviction only ever touches closed windows, and
+  dropping one window never changes another.
+
+Ingest is two-phase so that a write-through backend can refuse a batch: ``plan`` computes
+everything (running totals, partial states) without changing the store; ``apply`` merges a
+plan that the backend accepted. Plans must be applied in the order they were made.
+
+Pure: no clock, no I/O, no threads; callers serialise ``plan``/``apply``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hyprstream.errors import ConfigError
+from hyprstream.windows._columnar import (
+    StateColumns,
+    aggregate,
+    running_totals,
+    sort_samples,
+    upsert,
+)
+from hyprstream.windows._spec import DEFAULT_SIZES, WindowSize
+
+__all__ = [
+    "DEFAULT_LATENESS_US",
+    "DEFAULT_RETENTION",
+    "IngestPlan",
+    "StoreChanges",
+    "WindowStore",
+]
+
+_HOUR = 3_600_000_000
+DEFAULT_LATENESS_US = _HOUR
+
+#: Default retention of closed windows per size (WIN-13); sizes not listed keep 48 of their
+#: own length.
+DEFAULT_RETENTION: Mapping[str, int] = {
+    "5m": 6 * _HOUR,
+    "30m": 48 * _HOUR,
+    "1h": 48 * _HOUR,
+    "1d": 30 * 24 * _HOUR,
+}
+
+
+def default_retention(size: WindowSize) -> int:
+    return DEFAULT_RETENTION.get(size.label, 48 * size.micros)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestPlan:
+    """What merging one batch will do, computed without changing the store.
+
+    ``order`` lists the batch's rows as they should be stored: the on-time rows sorted by
+    (metric, timestamp), then the late rows in arrival order. ``running_count`` and
+    ``running_sum`` follow ``order``; late rows have count 0 (served as NULL).
+    """
+
+    order: np.ndarray
+    on_time: int
+    running_count: np.ndarray
+    running_sum: np.ndarray
+    partials: Mapping[WindowSize, list[tuple[int, StateColumns]]]
+    max_timestamp: int | None
+    base_version: int
+
+    @property
+    def late(self) -> int:
+        return len(self.order) - self.on_time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreChanges:
+    """What ``apply`` changed, for the shell that mirrors windows into a queryable store."""
+
+    updated: list[tuple[WindowSize, int]] = field(default_factory=list)
+    closed: list[tuple[WindowSize, int, StateColumns]] = field(default_factory=list)
+    evict_before: dict[WindowSize, int] = field(default_factory=dict)
+
+
+class WindowStore:
+    """Open window states, per size and window start, for metrics identified by int codes."""
+
+    def __init__(
+        self,
+        *,
+        sizes: Sequence[WindowSize] = DEFAULT_SIZES,
+        running: WindowSize | None = None,
+        lateness_us: int = DEFAULT_LATENESS_US,
+        retention_us: Mapping[WindowSize, int] | None = None,
+    ) -> None:
+        if not sizes:
+            raise ConfigError("at least one window size is needed")
+        if len(set(sizes)) != len(sizes):
+            raise ConfigError("window sizes must be distinct")
+        if lateness_us < 0:
+            raise ConfigError("allowed lateness must not be negative")
+        self.sizes: tuple[WindowSize, ...] = tuple(sorted(sizes))
+        self.running = running if running is not None else self.sizes[0]
+        if self.running not in self.sizes:
+            raise ConfigError(f"the running window {self.running} is not a configured window size")
+        self.lateness_us = lateness_us
+        retention = dict(retention_us or {})
+        self.retention_us = {s: retention.get(s, default_retention(s)) for s in self.sizes}
+        for size, keep in self.retention_us.items():
+            if keep <= lateness_us:
+                raise ConfigError(
+                    f"retention of {size} windows ({keep // 1_000_000} s) must exceed the allowed "
+                    f"lateness ({lateness_us // 1_000_000} s), or open windows would be evicted"
+                )
+        self._open: dict[WindowSize, dict[int, StateColumns]] = {s: {} for s in self.sizes}
+        self._max_ts: int | None = None
+        self._version = 0  # bumped by every change, so stale plans are refused
+
+    # -- time ------------------------------------------------------------------------------
+
+    @property
+    def max_timestamp(self) -> int | None:
+        return self._max_ts
+
+    @property
+    def watermark(self) -> int | None:
+        """Samples below this instant are late; ``None`` before the first sample."""
+        return None if self._max_ts is None else self._max_ts - self.lateness_us
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def plan(self, code: np.ndarray, ts: np.ndarray, value: np.ndarray) -> IngestPlan:
+        """Plan merging samples (metric codes, UTC microseconds, values); changes nothing."""
+        n = len(code)
+        wm = self.watermark
+        if wm is None or n == 0:
+            on_time_rows = np.arange(n)
+            late_rows = np.zeros(0, dtype=np.intp)
+        else:
+            late_mask = ts < wm
+            on_time_rows = np.flatnonzero(~late_mask)
+            late_rows = np.flatnonzero(late_mask)
+        s = sort_samples(code[on_time_rows], ts[on_time_rows], value[on_time_rows])
+        run_count, run_sum = running_totals(s, self.running, self._open[self.running])
+        partials = {size: aggregate(s, size) for size in self.sizes}
+        order = np.concatenate((on_time_rows[s.order], late_rows)).astype(np.intp)
+        pad = len(late_rows)
+        new_max = self._max_ts
+        if len(s):
+            batch_max = int(s.ts.max())
+            new_max = batch_max if new_max is None else max(new_max, batch_max)
+        return IngestPlan(
+            order=order,
+            on_time=len(s),
+            running_count=np.concatenate((run_count, np.zeros(pad, np.int64))),
+            running_sum=np.concatenate((run_sum, np.zeros(pad, np.float64))),
+            partials=partials,
+            max_timestamp=new_max,
+            base_version=self._version,
+        )
+
+    def apply(self, plan: IngestPlan) -> StoreChanges:
+        """Merge an accepted plan; returns what changed, closed and may be evicted."""
+        if plan.base_version != self._version:
+            raise RuntimeError("a plan must be applied to the store state it was made from")
+        self._version += 1
+        updated = []
+        for size, blocks in plan.partials.items():
+            open_blocks = self._open[size]
+            for start, part in blocks:
+                open_blocks[start] = upsert(open_blocks.get(start), part)
+                updated.append((size, start))
+        self._max_ts = plan.max_timestamp
+        changes = self.close_due()
+        changes.updated.extend(updated)
+        return changes
+
+    def warm(self, code: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
+        """Merge samples already known to be on time, in any order (restoring after a restart).
+
+        Nothing closes until :meth:`close_due` is called, so batches may come in any order.
+        """
+        s = sort_samples(code, ts, value)
+        if not len(s):
+            return
+        self._version += 1
+        for size in self.sizes:
+            open_blocks = self._open[size]
+            for start, part in aggregate(s, size):
+                open_blocks[start] = upsert(open_blocks.get(start), part)
+        batch_max = int(s.ts.max())
+        self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
+
+    def close_due(self) -> StoreChanges:
+        """Close every window the watermark has passed; say what may be evicted."""
+        changes = StoreChanges()
+        wm = self.watermark
+        if wm is None or self._max_ts is None:
+            return changes
+        for size in self.sizes:
+            open_blocks = self._open[size]
+            for start in sorted(s for s in open_blocks if s + size.micros <= wm):
+                changes.closed.append((size, start, open_blocks.pop(start)))
+        for size in self.sizes:
+            changes.evict_before[size] = self._max_ts - self.retention_us[size]
+        return changes
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def open_blocks(self, size: WindowSize) -> Mapping[int, StateColumns]:
+        return self._open[size]
+
+    def iter_open(self) -> Iterator[tuple[WindowSize, int, StateColumns]]:
+        for size in self.sizes:
+            for start, block in sorted(self._open[size].items()):
+                yield size, start, block
+
+    def restore(
+        self, blocks: Sequence[tuple[WindowSize, int, StateColumns]], max_timestamp: int | None
+    ) -> None:
+        """Reset to the given open blocks and stream time (used when warming from a backend)."""
+        self._version += 1
+        self._open = {s: {} for s in self.sizes}
+        for size, start, block in blocks:
+            self._open[size][start] = block
+        self._max_ts = max_timestamp
+
+    @property
+    def open_state_bytes(self) -> int:
+        return sum(b.nbytes for blocks in self._open.values() for b in blocks.values())
