@@ -23,9 +23,9 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from pyarrow import flight
@@ -50,7 +50,6 @@ from hyprstream.flightsql._protocol import (
     unpack,
     without_empty_batches,
 )
-from hyprstream.service import Hyprstream
 
 __all__ = ["INGEST_PATH", "FlightSqlServer"]
 
@@ -62,6 +61,28 @@ INGEST_PATH = (b"metrics",)
 RESULT_POLICY = CachePolicy(ttl_ns=300 * 10**9, max_bytes=2 * 1024**3, max_entries=10_000)
 #: Prepared statements a client forgot to close are dropped after this long unused.
 PREPARED_POLICY = CachePolicy(ttl_ns=None, max_entries=100_000)
+
+
+class IngestOutcome(Protocol):
+    @property
+    def accepted(self) -> int: ...
+    @property
+    def late(self) -> int: ...
+
+
+class QueryShapeLike(Protocol):
+    @property
+    def schema(self) -> pa.Schema: ...
+    @property
+    def parameter_count(self) -> int: ...
+
+
+class SqlService(Protocol):
+    """What the server needs from the layer below it (the service satisfies it)."""
+
+    def ingest(self, batch: pa.RecordBatch | pa.Table) -> IngestOutcome: ...
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table: ...
+    def shape(self, sql: str) -> QueryShapeLike: ...
 
 
 @contextlib.contextmanager
@@ -195,7 +216,7 @@ def _sql_info(server: FlightSqlServer) -> Mapping[int, SqlInfoValue]:
 class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     """Serves ingest (Arrow Flight DoPut) and SQL (Flight SQL) for one :class:`Hyprstream`."""
 
-    def __init__(self, service: Hyprstream, location: str, **kwargs: Any) -> None:
+    def __init__(self, service: SqlService, location: str, **kwargs: Any) -> None:
         # Without this, pyarrow appends the handler's Python traceback to the message of
         # every INVALID_ARGUMENT / NOT_FOUND / UNIMPLEMENTED error it sends to clients.
         sys.tracebacklimit = 0
