@@ -1,28 +1,34 @@
 """The DuckDB hot cache: the ``metrics`` table, the window tables and views, and client queries.
 
-One in-process DuckDB database. Ingest writes through one cursor, serialised by the
-service; every query thread gets its own cursor (DuckDB connections are not thread-safe,
-but many connections to one database are, with snapshot isolation between them).
+One in-process DuckDB database, reached through DuckDB's own ADBC driver (its per-query
+overhead is a fraction of the Python client's). Ingest writes through one connection,
+serialised by the service; every query thread gets its own connection (connections are not
+thread-safe, but many connections to one database are, with snapshot isolation).
 
-Confinement (spec/flightsql.md, FSQL-20 to FSQL-24): the database is opened with external
-access disabled (no files, no extension installs, no attaching files), Python replacement
-scans disabled (a query cannot read the server's Python variables), and the configuration
-locked once our own setup is done, so client SQL cannot change settings. Client statements
-are further restricted by type before they run (see :meth:`DuckDBHotCache.check_readonly`).
+Confinement (spec/flightsql.md, FSQL-20): once our own setup is done, external access is
+disabled (no files, no extension installs, no attaching files) and the configuration is
+locked, so client SQL cannot change settings. Client statements are further restricted by
+type before they run (see :meth:`DuckDBHotCache.check_readonly`), using DuckDB's own parser.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import adbc_driver_duckdb
+import adbc_driver_manager
+import adbc_driver_manager.dbapi as adbc_dbapi
 import duckdb
 import pyarrow as pa
 
 from hyprstream.backend._types import duckdb_type
 from hyprstream.errors import (
+    HyprstreamError,
     InternalError,
     InvalidQuery,
     NotFound,
@@ -100,115 +106,134 @@ class DuckDBHotCache:
         threads: int | None = None,
         memory_limit: str | None = None,
     ) -> None:
-        config: dict[str, Any] = {
-            "enable_external_access": False,
-            "python_enable_replacements": False,
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "allow_community_extensions": False,
-        }
-        if threads:
-            config["threads"] = threads
-        if memory_limit:
-            config["memory_limit"] = memory_limit
-        self._db = duckdb.connect(database, config=config)
-        self._db.execute("SET GLOBAL TimeZone = 'UTC'")
-        self._writer = self._db.cursor()
+        database_handle = adbc_driver_manager.AdbcDatabase(
+            driver=adbc_driver_duckdb.driver_path(), entrypoint="duckdb_adbc_init", path=database
+        )
+        # One reference-counted holder for all our connections: the database closes with the
+        # last of them (the DB-API module's own holder, used by its connect()).
+        self._db = adbc_dbapi._SharedDatabase(database_handle)
+        self._connections: list[adbc_dbapi.Connection] = []
+        self._cursors: list[adbc_dbapi.Cursor] = []
+        self._connections_lock = threading.Lock()
+        self._writer = self._connect(autocommit=False)
         self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._cursors_lock = threading.Lock()
+        # DuckDB's parser, for statement types; a separate, empty database that runs nothing.
+        self._parser = duckdb.connect(":memory:", config={"enable_external_access": False})
+        self._parser_lock = threading.Lock()
         self._labels: dict[str, pa.DataType] = {}
+        with self._writer.cursor() as cur:
+            cur.execute("SET GLOBAL TimeZone = 'UTC'")
+            if threads:
+                cur.execute(f"SET GLOBAL threads = {int(threads)}")
+            if memory_limit:
+                cur.execute(f"SET GLOBAL memory_limit = '{_literal(memory_limit)}'")
+        self._writer.commit()
         self._create_tables(window_labels)
-        self._db.execute("SET lock_configuration = true")
+        with self._writer.cursor() as cur:
+            for setting in (
+                "enable_external_access = false",
+                "autoinstall_known_extensions = false",
+                "autoload_known_extensions = false",
+                "allow_community_extensions = false",
+                "lock_configuration = true",
+            ):
+                cur.execute(f"SET GLOBAL {setting}")
+        self._writer.commit()
+
+    def _connect(self, *, autocommit: bool) -> adbc_dbapi.Connection:
+        conn = adbc_dbapi.Connection(
+            self._db, adbc_driver_manager.AdbcConnection(self._db._db), autocommit=autocommit
+        )
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
 
     # -- schema ----------------------------------------------------------------------------
 
     def _create_tables(self, window_labels: Sequence[str]) -> None:
-        w = self._writer
         cols = ", ".join(f"{_q(f.name)} {duckdb_type(f.type)}" for f in CORE_COLUMNS)
-        w.execute(f"CREATE TABLE IF NOT EXISTS {METRICS_TABLE} ({cols})")
         store_cols = ", ".join(f"{_q(f.name)} {duckdb_type(f.type)}" for f in WINDOW_STORE_SCHEMA)
-        w.execute(f"CREATE TABLE IF NOT EXISTS {_WINDOW_STORE} ({store_cols})")
-        w.execute(
-            f"""CREATE OR REPLACE VIEW {WINDOWS_TABLE} AS SELECT
-                metric_id, "window", window_start, window_end, "count", "sum", mean AS "avg",
-                "min", "max", m2 / "count" AS variance, sqrt(m2 / "count") AS stddev,
-                first_timestamp, last_timestamp, last_value
-            FROM {_WINDOW_STORE}"""
-        )
-        for label in window_labels:
+        with self._writer.cursor() as w:
+            w.execute(f"CREATE TABLE IF NOT EXISTS {METRICS_TABLE} ({cols})")
+            w.execute(f"CREATE TABLE IF NOT EXISTS {_WINDOW_STORE} ({store_cols})")
             w.execute(
-                f"CREATE OR REPLACE VIEW {_q('metrics_' + label)} AS "
-                f"SELECT * FROM {WINDOWS_TABLE} WHERE \"window\" = '{label}'"
+                f"""CREATE OR REPLACE VIEW {WINDOWS_TABLE} AS SELECT
+                    metric_id, "window", window_start, window_end, "count", "sum",
+                    mean AS "avg", "min", "max", m2 / "count" AS variance,
+                    sqrt(m2 / "count") AS stddev, first_timestamp, last_timestamp, last_value
+                FROM {_WINDOW_STORE}"""
             )
+            for label in window_labels:
+                w.execute(
+                    f"CREATE OR REPLACE VIEW {_q('metrics_' + label)} AS "
+                    f"SELECT * FROM {WINDOWS_TABLE} WHERE \"window\" = '{_literal(label)}'"
+                )
+        self._writer.commit()
 
     @property
     def labels(self) -> dict[str, pa.DataType]:
         return dict(self._labels)
 
     def add_labels(self, fields: Sequence[pa.Field]) -> None:
+        with self._writer.cursor() as w:
+            for field in fields:
+                column = f"{_q(field.name)} {duckdb_type(field.type)}"
+                w.execute(f"ALTER TABLE {METRICS_TABLE} ADD COLUMN {column}")
+        self._writer.commit()
         for field in fields:
-            self._writer.execute(
-                f"ALTER TABLE {METRICS_TABLE} ADD COLUMN {_q(field.name)} {duckdb_type(field.type)}"
-            )
             self._labels[field.name] = field.type
 
     # -- writes (serialised by the caller) -------------------------------------------------
 
     def append(self, rows: pa.Table) -> None:
-        """Insert ``rows`` (columns by name; absent labels become NULL)."""
-        w = self._writer
-        w.register("_hyprstream_batch", rows)
-        try:
-            w.execute(f"INSERT INTO {METRICS_TABLE} BY NAME SELECT * FROM _hyprstream_batch")
-        finally:
-            w.unregister("_hyprstream_batch")
+        """Insert ``rows``: the full ``metrics`` schema, columns in table order."""
+        with self._writer.cursor() as w:
+            w.adbc_ingest(METRICS_TABLE, rows, mode="append")
+        self._writer.commit()
 
     def replace_windows(self, keys: pa.Table, rows: pa.Table) -> None:
         """Delete the windows named in ``keys`` (window, window_start), then insert ``rows``."""
-        w = self._writer
-        w.execute("BEGIN")
         try:
-            if keys.num_rows:
-                w.register("_hyprstream_keys", keys)
-                w.execute(
-                    f"""DELETE FROM {_WINDOW_STORE} AS s USING _hyprstream_keys AS k
-                    WHERE s."window" = k."window" AND s.window_start = k.window_start"""
-                )
-                w.unregister("_hyprstream_keys")
-            if rows.num_rows:
-                w.register("_hyprstream_rows", rows)
-                w.execute(f"INSERT INTO {_WINDOW_STORE} BY NAME SELECT * FROM _hyprstream_rows")
-                w.unregister("_hyprstream_rows")
-            w.execute("COMMIT")
+            with self._writer.cursor() as w:
+                if keys.num_rows:
+                    w.adbc_ingest("_hyprstream_keys", keys, mode="replace", temporary=True)
+                    w.execute(
+                        f"""DELETE FROM {_WINDOW_STORE} AS s USING _hyprstream_keys AS k
+                        WHERE s."window" = k."window" AND s.window_start = k.window_start"""
+                    )
+                if rows.num_rows:
+                    w.adbc_ingest(_WINDOW_STORE, rows, mode="append")
+            self._writer.commit()
         except BaseException:
-            w.execute("ROLLBACK")
+            self._writer.rollback()
             raise
 
     def evict_windows(self, label: str, end_at_or_before_us: int) -> None:
-        self._writer.execute(
-            f"""DELETE FROM {_WINDOW_STORE} WHERE "window" = ?
-            AND window_end <= make_timestamptz(?::BIGINT)""",
-            [label, end_at_or_before_us],
-        )
+        with self._writer.cursor() as w:
+            w.execute(
+                f"""DELETE FROM {_WINDOW_STORE} WHERE "window" = '{_literal(label)}'
+                AND window_end <= make_timestamptz({int(end_at_or_before_us)}::BIGINT)"""
+            )
+        self._writer.commit()
 
     # -- queries (any thread) --------------------------------------------------------------
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+    def _reader(self) -> adbc_dbapi.Cursor:
+        cur: adbc_dbapi.Cursor | None = getattr(self._local, "cursor", None)
         if cur is None:
-            cur = self._db.cursor()
+            cur = self._connect(autocommit=True).cursor()
             self._local.cursor = cur
-            with self._cursors_lock:
+            with self._connections_lock:
                 self._cursors.append(cur)
         return cur
 
     def check_readonly(self, sql: str) -> int:
         """Refuse anything but one read-only statement; returns its parameter count."""
         try:
-            statements = self._cursor().extract_statements(sql)
+            with self._parser_lock:
+                statements = self._parser.extract_statements(sql)
         except duckdb.Error as exc:
-            raise InvalidQuery(f"cannot parse the query: {_message(exc)}") from None
+            raise InvalidQuery(f"cannot parse the query: {_message(str(exc))}") from None
         if len(statements) != 1:
             raise InvalidQuery(f"send exactly one SQL statement per query, got {len(statements)}")
         statement = statements[0]
@@ -220,58 +245,68 @@ class DuckDBHotCache:
             )
         return len(statement.named_parameters)
 
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+    def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
         """Run one read-only query and return its result as an Arrow table."""
-        cur = self._cursor()
+        cur = self._reader()
         try:
-            relation = cur.sql(sql, params=list(params) if params is not None else None)
-            if relation is None:
-                raise InvalidQuery("the statement returned no result set")
-            return relation.to_arrow_table()
-        except duckdb.Error as exc:
+            cur.execute(sql, params)
+            table: pa.Table = cur.fetch_arrow_table()
+        except adbc_dbapi.Error as exc:
             raise _translate(exc) from None
+        return table
 
     def shape(self, sql: str, parameter_count: int) -> QueryShape:
-        """The result schema of ``sql`` without running it (parameters bound as NULL)."""
-        cur = self._cursor()
+        """The result schema of ``sql`` without running it."""
+        cur = self._reader()
         try:
-            params = [None] * parameter_count if parameter_count else None
-            relation = cur.sql(sql, params=params)
-            if relation is None:
-                raise InvalidQuery("the statement returned no result set")
-            schema = relation.limit(0).to_arrow_table().schema
-        except duckdb.Error as exc:
+            schema: pa.Schema = cur.adbc_execute_schema(sql)
+        except adbc_dbapi.Error as exc:
             raise _translate(exc) from None
         return QueryShape(schema=schema, parameter_count=parameter_count)
 
     def interrupt_all(self) -> None:
-        with self._cursors_lock:
-            for cur in self._cursors:
-                cur.interrupt()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(adbc_dbapi.Error):
+                conn.adbc_connection.cancel()
 
     def close(self) -> None:
-        with self._cursors_lock:
-            for cur in self._cursors:
-                cur.close()
-            self._cursors.clear()
-        self._writer.close()
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+            cursors, self._cursors = self._cursors, []
+        for resource in [*cursors, *connections]:
+            with contextlib.suppress(adbc_dbapi.Error, RuntimeError):
+                resource.close()
+        self._parser.close()
         self._db.close()
 
 
-def _message(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:1000]
+def _literal(text: str) -> str:
+    return text.replace("'", "''")
 
 
-def _translate(exc: duckdb.Error) -> Exception:
-    text = _message(exc)
-    if isinstance(exc, duckdb.CatalogException):
-        return NotFound(text)
-    if isinstance(exc, duckdb.PermissionException):
-        return PermissionDenied(text)
-    if isinstance(exc, duckdb.InterruptException):
-        return ResourceExhausted(f"the query was interrupted (time limit): {text}")
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return ResourceExhausted(f"the query ran out of memory: {text}")
-    if isinstance(exc, duckdb.InternalException | duckdb.FatalException):
-        return InternalError(text)
-    return InvalidQuery(text)
+_KIND = re.compile(r"^(?:[A-Z_]+: )?(?P<kind>[A-Za-z ]+?) Error: ")
+
+
+def _message(text: str) -> str:
+    return " ".join(text.split())[:1000]
+
+
+def _translate(exc: adbc_dbapi.Error) -> HyprstreamError:
+    """A DuckDB error (as ADBC reports it) as hyprstream's error; the kind decides the status."""
+    text = _message(str(exc))
+    match = _KIND.match(text)
+    kind = match["kind"] if match else ""
+    clean = text[match.start("kind") :] if match else text
+    if kind == "Catalog":
+        return NotFound(clean)
+    if kind == "Permission":
+        return PermissionDenied(clean)
+    if kind.upper() == "INTERRUPT":
+        return ResourceExhausted(f"the query was interrupted (time limit): {clean}")
+    if kind == "Out of Memory":
+        return ResourceExhausted(f"the query ran out of memory: {clean}")
+    if kind in ("INTERNAL", "Internal", "FATAL", "Fatal") or not kind:
+        return InternalError(clean)
+    return InvalidQuery(clean)

@@ -81,7 +81,7 @@ class SqlService(Protocol):
     """What the server needs from the layer below it (the service satisfies it)."""
 
     def ingest(self, batch: pa.RecordBatch | pa.Table) -> IngestOutcome: ...
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table: ...
+    def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table: ...
     def shape(self, sql: str) -> QueryShapeLike: ...
 
 
@@ -188,7 +188,8 @@ class _Prepared:
     query: str
     schema: pa.Schema | None
     parameter_count: int
-    parameters: list[list[Any]] | None = None
+    #: The bound parameter rows (one execution per row), as the client sent them.
+    parameters: pa.RecordBatch | None = None
 
 
 def _sql_info(server: FlightSqlServer) -> Mapping[int, SqlInfoValue]:
@@ -278,13 +279,17 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
             return self.service.query(command.query)
         if isinstance(command, pb.CommandPreparedStatementQuery):
             prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
-            rows = prepared.parameters or [[]]
-            if prepared.parameter_count and prepared.parameters is None:
+            if not prepared.parameter_count:
+                return self.service.query(prepared.query)
+            if prepared.parameters is None:
                 raise InvalidInput(
                     f"the prepared statement takes {prepared.parameter_count} parameter(s); "
                     "bind them (DoPut) before executing it"
                 )
-            tables = [self.service.query(prepared.query, row or None) for row in rows]
+            batch = prepared.parameters
+            tables = [
+                self.service.query(prepared.query, batch.slice(i, 1)) for i in range(batch.num_rows)
+            ]
             return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         if isinstance(command, pb.CommandGetSqlInfo):
             return sql_info_table(self._info, list(command.info))
@@ -355,14 +360,12 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     ) -> None:
         prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
         table = reader.read_all()
-        rows = [list(r.values()) for r in table.to_pylist()]
-        for row in rows:
-            if len(row) != prepared.parameter_count:
-                raise InvalidInput(
-                    f"the prepared statement takes {prepared.parameter_count} parameter(s), "
-                    f"got {len(row)}"
-                )
-        prepared.parameters = rows or None
+        if table.num_columns != prepared.parameter_count:
+            raise InvalidInput(
+                f"the prepared statement takes {prepared.parameter_count} parameter(s), "
+                f"got {table.num_columns}"
+            )
+        prepared.parameters = table.combine_chunks().to_batches()[0] if table.num_rows else None
         result = pb.DoPutPreparedStatementResult(
             prepared_statement_handle=command.prepared_statement_handle
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = ["MetricDictionary"]
 
@@ -28,8 +29,18 @@ class MetricDictionary:
         New ids get codes without being committed: call :meth:`commit` with the returned
         list once the batch is accepted, or nothing, to forget them.
         """
+        codes, new, _ = self.encode_ranked(ids)
+        return codes, new
+
+    def encode_ranked(self, ids: pa.Array) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Like :meth:`encode`, plus each row's rank of its id in text order within the batch.
+
+        Storing a batch ordered by that rank keeps each id's rows together *and* in text
+        order, so that per-segment min/max statistics on the id column can prune scans.
+        """
         encoded = ids.dictionary_encode()
-        uniques = encoded.dictionary.to_pylist()
+        dictionary = encoded.dictionary
+        uniques = dictionary.to_pylist()
         codes = self._codes
         mapping = np.empty(len(uniques), dtype=np.int64)
         new: list[str] = []
@@ -41,7 +52,10 @@ class MetricDictionary:
                 new.append(name)
             mapping[i] = code
         indices = encoded.indices.to_numpy(zero_copy_only=False)
-        return mapping[indices], new
+        by_text = pc.array_sort_indices(dictionary).to_numpy()
+        rank_of_unique = np.empty(len(uniques), dtype=np.int64)
+        rank_of_unique[by_text] = np.arange(len(uniques), dtype=np.int64)
+        return mapping[indices], new, rank_of_unique[indices]
 
     def commit(self, new: list[str]) -> None:
         """Adopt ids returned as new by the latest :meth:`encode`."""

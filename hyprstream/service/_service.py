@@ -132,8 +132,9 @@ class Hyprstream:
                 for name, t in sample.label_types.items()
                 if name not in self._labels
             ]
-            codes, new_ids = self._metrics.encode(sample.metric_id)
-            plan = self.store.plan(codes, sample.timestamp_us, sample.value)
+            codes, new_ids, rank = self._metrics.encode_ranked(sample.metric_id)
+            # Stored in metric_id text order within the batch, so scans can skip segments.
+            plan = self.store.plan(codes, sample.timestamp_us, sample.value, rank)
             if new_labels:
                 # Schema changes are not rolled back if the write then fails: an unused
                 # nullable column is harmless, and the next batch with that label needs it.
@@ -252,8 +253,12 @@ class Hyprstream:
             with self._lock:
                 self._flush_windows()
 
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        """Run one read-only SQL statement against the hot cache."""
+    def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
+        """Run one read-only SQL statement against the hot cache.
+
+        ``params`` binds the statement's parameters: a sequence of values, or a one-row
+        record batch (one column per parameter, in order), which keeps the client's types.
+        """
         expected = self.cache.check_readonly(sql)
         _check_params(expected, params)
         self._prepare_read()
@@ -275,7 +280,12 @@ class Hyprstream:
             self.backend.close()
 
 
-def _check_params(expected: int, params: Sequence[Any] | None) -> None:
-    given = len(params) if params is not None else 0
+def _check_params(expected: int, params: pa.RecordBatch | Sequence[Any] | None) -> None:
+    if isinstance(params, pa.RecordBatch):
+        if params.num_rows != 1:
+            raise InvalidQuery(f"bind one row of parameters per execution, got {params.num_rows}")
+        given = params.num_columns
+    else:
+        given = len(params) if params is not None else 0
     if given != expected:
         raise InvalidQuery(f"the query takes {expected} parameter(s), got {given}")

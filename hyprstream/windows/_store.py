@@ -142,8 +142,18 @@ class WindowStore:
 
     # -- ingest ----------------------------------------------------------------------------
 
-    def plan(self, code: np.ndarray, ts: np.ndarray, value: np.ndarray) -> IngestPlan:
-        """Plan merging samples (metric codes, UTC microseconds, values); changes nothing."""
+    def plan(
+        self,
+        code: np.ndarray,
+        ts: np.ndarray,
+        value: np.ndarray,
+        rank: np.ndarray | None = None,
+    ) -> IngestPlan:
+        """Plan merging samples (metric codes, UTC microseconds, values); changes nothing.
+
+        ``rank`` (optional, one-to-one with codes) sets the order of metrics in
+        ``IngestPlan.order``; by default they are ordered by code.
+        """
         n = len(code)
         wm = self.watermark
         if wm is None or n == 0:
@@ -153,7 +163,12 @@ class WindowStore:
             late_mask = ts < wm
             on_time_rows = np.flatnonzero(~late_mask)
             late_rows = np.flatnonzero(late_mask)
-        s = sort_samples(code[on_time_rows], ts[on_time_rows], value[on_time_rows])
+        s = sort_samples(
+            code[on_time_rows],
+            ts[on_time_rows],
+            value[on_time_rows],
+            None if rank is None else rank[on_time_rows],
+        )
         run_count, run_sum = running_totals(s, self.running, self._open[self.running])
         partials = {size: aggregate(s, size) for size in self.sizes}
         order = np.concatenate((on_time_rows[s.order], late_rows)).astype(np.intp)
