@@ -17,11 +17,17 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from pyarrow import flight
 
 from conformance.oracle import NaiveWindows, OracleRow, OracleWindow
+from hyprstream.backend import DuckDBHotCache, MemoryBackend
+from hyprstream.config import parse_duration
+from hyprstream.service import Hyprstream
+from hyprstream.windows import WindowSize, WindowStore
 
 __all__ = [
     "FlightEngine",
@@ -72,13 +78,10 @@ class ServiceEngine:
         lateness: str = "1h",
         retention: dict[str, str] | None = None,
     ) -> ServiceEngine:
-        from hyprstream.backend import DuckDBHotCache, MemoryBackend
-        from hyprstream.config import parse_duration
-        from hyprstream.service import Hyprstream
-        from hyprstream.windows import WindowSize, WindowStore
-
         windows = [WindowSize.parse(s) for s in sizes]
-        keep = {WindowSize.parse(k): parse_duration(v, what=k) for k, v in (retention or {}).items()}
+        keep = {
+            WindowSize.parse(k): parse_duration(v, what=k) for k, v in (retention or {}).items()
+        }
         store = WindowStore(
             sizes=windows,
             lateness_us=parse_duration(lateness, what="lateness"),
@@ -102,16 +105,12 @@ class FlightEngine:
     """A running hyprstream server, reached as a user would: Arrow Flight and ADBC."""
 
     def __init__(self, uri: str) -> None:
-        import adbc_driver_flightsql.dbapi as flightsql
-        import pyarrow.flight as flight
-
-        self._flight = flight
         self.client = flight.connect(uri)
         self.conn = flightsql.connect(uri, autocommit=True)
 
     def ingest(self, batch: pa.Table) -> tuple[int, int]:
         writer, reader = self.client.do_put(
-            self._flight.FlightDescriptor.for_path("metrics"), batch.schema
+            flight.FlightDescriptor.for_path("metrics"), batch.schema
         )
         writer.write_table(batch)
         ack = json.loads(reader.read().to_pybytes())
@@ -134,7 +133,7 @@ def _us(value: dt.datetime) -> int:
 
 
 def served_windows(engine: WindowEngine) -> dict[tuple[str, str, int], dict[str, Any]]:
-    table = engine.query('SELECT * FROM metric_windows')
+    table = engine.query("SELECT * FROM metric_windows")
     out = {}
     for row in table.to_pylist():
         key = (row["metric_id"], row["window"], _us(row["window_start"]))
@@ -170,7 +169,9 @@ def _check_window(got: dict[str, Any], want: OracleWindow, key: object) -> None:
     _close(got["sum"], want.sum, magnitude * want.count, "sum", key)
     _close(got["avg"], want.avg, magnitude, "avg", key)
     spread = want.max - want.min
-    _close(got["variance"], want.variance, spread * spread + magnitude * 1e-3 * spread, "variance", key)
+    _close(
+        got["variance"], want.variance, spread * spread + magnitude * 1e-3 * spread, "variance", key
+    )
     assert (got["min"], got["max"], got["last_value"]) == (want.min, want.max, want.last_value), key
     assert _us(got["first_timestamp"]) == want.first_timestamp, key
     assert _us(got["last_timestamp"]) == want.last_timestamp, key
@@ -182,13 +183,23 @@ def assert_rows_match(engine: WindowEngine, oracle: NaiveWindows) -> None:
         "SELECT metric_id, timestamp, value, value_running_window_count AS n, "
         "value_running_window_sum AS s, value_running_window_avg AS a FROM metrics"
     )
+
+    def key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (row[0], row[1], row[2], -1 if row[3] is None else row[3])
+
     got = sorted(
-        (r["metric_id"], _us(r["timestamp"]), r["value"], r["n"], r["s"], r["a"])
-        for r in table.to_pylist()
+        (
+            (r["metric_id"], _us(r["timestamp"]), r["value"], r["n"], r["s"], r["a"])
+            for r in table.to_pylist()
+        ),
+        key=key,
     )
     want = sorted(
-        (r.metric_id, r.timestamp, r.value, r.running_count, r.running_sum, r.running_avg)
-        for r in oracle.rows
+        (
+            (r.metric_id, r.timestamp, r.value, r.running_count, r.running_sum, r.running_avg)
+            for r in oracle.rows
+        ),
+        key=key,
     )
     assert len(got) == len(want)
     # Rows with equal (metric, timestamp, value) are interchangeable only if their running
@@ -196,7 +207,8 @@ def assert_rows_match(engine: WindowEngine, oracle: NaiveWindows) -> None:
     for g, w in zip(got, want, strict=True):
         assert g[:4] == w[:4], f"stored {g}, oracle {w}"
         if w[3] is None:
-            assert g[4] is None and g[5] is None
+            assert g[4] is None, g
+            assert g[5] is None, g
             continue
         scale = abs(w[2]) * w[3] + sum(abs(r.value) for r in _same_window(oracle, w))
         _close(g[4], w[4], scale, "running sum", g[:3])
@@ -206,7 +218,11 @@ def assert_rows_match(engine: WindowEngine, oracle: NaiveWindows) -> None:
 def _same_window(oracle: NaiveWindows, w: tuple[Any, ...]) -> list[OracleRow]:
     size = oracle.sizes[oracle.running]
     start = NaiveWindows.start_of(w[1], size)
-    return [r for r in oracle.rows if r.metric_id == w[0] and NaiveWindows.start_of(r.timestamp, size) == start]
+    return [
+        r
+        for r in oracle.rows
+        if r.metric_id == w[0] and NaiveWindows.start_of(r.timestamp, size) == start
+    ]
 
 
 # -- the state machine ------------------------------------------------------------------------
@@ -224,7 +240,9 @@ class WindowMachine(RuleBasedStateMachine):
     """Ingest, advance stream time, force evictions and query; after every step the served
     windows and running columns must equal the naive oracle's."""
 
-    def __init__(self, engine: WindowEngine, *, make_oracle: Callable[[], NaiveWindows] | None = None) -> None:
+    def __init__(
+        self, engine: WindowEngine, *, make_oracle: Callable[[], NaiveWindows] | None = None
+    ) -> None:
         super().__init__()
         self.engine = engine
         self.oracle = (make_oracle or _default_oracle)()

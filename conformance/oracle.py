@@ -70,9 +70,12 @@ class NaiveWindows:
                 late += 1
                 continue
             window = self.start_of(ts, size)
-            values = [v for m, t, v in self.merged if m == metric and self.start_of(t, size) == window]
+            values = [
+                v for m, t, v in self.merged if m == metric and self.start_of(t, size) == window
+            ]
             values += [
-                v for m, t, v in on_time
+                v
+                for m, t, v in on_time
                 if m == metric and self.start_of(t, size) == window and t <= ts
             ]
             self.rows.append(OracleRow(metric, ts, value, len(values), math.fsum(values)))
@@ -88,7 +91,10 @@ class NaiveWindows:
         for label, size in self.sizes.items():
             for metric, ts, value in self.merged:
                 start = self.start_of(ts, size)
-                if self.stream_time is not None and start + size <= self.stream_time - self.retention_us[label]:
+                if (
+                    self.stream_time is not None
+                    and start + size <= self.stream_time - self.retention_us[label]
+                ):
                     continue  # evicted (WIN-11)
                 groups.setdefault((metric, label, start), []).append((ts, value))
         out = {}

@@ -117,9 +117,6 @@ class DuckDBHotCache:
         self._connections_lock = threading.Lock()
         self._writer = self._connect(autocommit=False)
         self._local = threading.local()
-        # DuckDB's parser, for statement types; a separate, empty database that runs nothing.
-        self._parser = duckdb.connect(":memory:", config={"enable_external_access": False})
-        self._parser_lock = threading.Lock()
         self._labels: dict[str, pa.DataType] = {}
         with self._writer.cursor() as cur:
             cur.execute("SET GLOBAL TimeZone = 'UTC'")
@@ -230,8 +227,7 @@ class DuckDBHotCache:
     def check_readonly(self, sql: str) -> int:
         """Refuse anything but one read-only statement; returns its parameter count."""
         try:
-            with self._parser_lock:
-                statements = self._parser.extract_statements(sql)
+            statements = _parse(sql)
         except duckdb.Error as exc:
             raise InvalidQuery(f"cannot parse the query: {_message(str(exc))}") from None
         if len(statements) != 1:
@@ -278,8 +274,19 @@ class DuckDBHotCache:
         for resource in [*cursors, *connections]:
             with contextlib.suppress(adbc_dbapi.Error, RuntimeError):
                 resource.close()
-        self._parser.close()
         self._db.close()
+
+
+_parser: list[duckdb.DuckDBPyConnection] = []  # one shared, created on first use
+_parser_lock = threading.Lock()
+
+
+def _parse(sql: str) -> list[Any]:
+    """DuckDB's own parse of ``sql``, in a separate empty database that never runs anything."""
+    with _parser_lock:
+        if not _parser:
+            _parser.append(duckdb.connect(":memory:", config={"enable_external_access": False}))
+        return list(_parser[0].extract_statements(sql))
 
 
 def _literal(text: str) -> str:

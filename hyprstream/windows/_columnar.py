@@ -24,6 +24,7 @@ __all__ = [
     "StateColumns",
     "aggregate",
     "running_totals",
+    "segmented_cumsum",
     "sort_samples",
     "upsert",
 ]
@@ -233,6 +234,21 @@ def upsert(block: StateColumns | None, part: StateColumns) -> StateColumns:
     return StateColumns(**fields)
 
 
+def segmented_cumsum(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Prefix sums that restart at every segment, each summed only over its own values.
+
+    A single cumulative sum minus each segment's offset would lose a small metric's values
+    next to a large one (1e-11 after 1e9 sums to 0.0). Segments of equal length are summed
+    together as the rows of a 2-D array, so there is one numpy call per distinct length.
+    """
+    out = np.empty_like(values)
+    for length in np.unique(lengths):
+        first = starts[lengths == length]
+        index = first[:, None] + np.arange(length)[None, :]
+        out[index] = np.cumsum(values[index], axis=1)
+    return out
+
+
 def running_totals(
     s: SortedSamples, size: WindowSize, prior: dict[int, StateColumns]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -253,9 +269,8 @@ def running_totals(
     seg_len = np.diff(np.append(seg, n))
     row_seg_start = np.repeat(seg, seg_len)
 
-    csum = np.cumsum(s.value)
-    base = np.where(row_seg_start > 0, csum[row_seg_start - 1], 0.0)
-    run_sum = csum[row_tie_end] - base
+    csum = segmented_cumsum(s.value, seg, seg_len)
+    run_sum = csum[row_tie_end]
     run_count = (row_tie_end - row_seg_start + 1).astype(_I64)
 
     # Add what earlier batches merged into the same (metric, window).
