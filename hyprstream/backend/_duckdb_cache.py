@@ -116,6 +116,9 @@ class DuckDBHotCache:
         self._cursors: list[adbc_dbapi.Cursor] = []
         self._connections_lock = threading.Lock()
         self._writer = self._connect(autocommit=False)
+        # Appends to ``metrics`` have their own connection, so that they can run on another
+        # thread while the writer refreshes window tables (different tables, no conflicts).
+        self._appender = self._connect(autocommit=False)
         self._local = threading.local()
         self._labels: dict[str, pa.DataType] = {}
         with self._writer.cursor() as cur:
@@ -183,10 +186,18 @@ class DuckDBHotCache:
     # -- writes (serialised by the caller) -------------------------------------------------
 
     def append(self, rows: pa.Table) -> None:
-        """Insert ``rows``: the full ``metrics`` schema, columns in table order."""
-        with self._writer.cursor() as w:
-            w.adbc_ingest(METRICS_TABLE, rows, mode="append")
-        self._writer.commit()
+        """Insert ``rows``: the full ``metrics`` schema, columns in table order.
+
+        May run on another thread than the other writes, but not concurrently with itself or
+        with :meth:`add_labels` (the caller orders them).
+        """
+        try:
+            with self._appender.cursor() as a:
+                a.adbc_ingest(METRICS_TABLE, rows, mode="append")
+            self._appender.commit()
+        except BaseException:
+            self._appender.rollback()
+            raise
 
     def replace_windows(self, keys: pa.Table, rows: pa.Table) -> None:
         """Delete the windows named in ``keys`` (window, window_start), then insert ``rows``."""

@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,13 +64,6 @@ RESULT_POLICY = CachePolicy(ttl_ns=300 * 10**9, max_bytes=2 * 1024**3, max_entri
 PREPARED_POLICY = CachePolicy(ttl_ns=None, max_entries=100_000)
 
 
-class IngestOutcome(Protocol):
-    @property
-    def accepted(self) -> int: ...
-    @property
-    def late(self) -> int: ...
-
-
 class QueryShapeLike(Protocol):
     @property
     def schema(self) -> pa.Schema: ...
@@ -80,7 +74,7 @@ class QueryShapeLike(Protocol):
 class SqlService(Protocol):
     """What the server needs from the layer below it (the service satisfies it)."""
 
-    def ingest(self, batch: pa.RecordBatch | pa.Table) -> IngestOutcome: ...
+    def ingest_async(self, batch: pa.RecordBatch | pa.Table) -> Future[Any]: ...
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table: ...
     def shape(self, sql: str) -> QueryShapeLike: ...
 
@@ -190,6 +184,45 @@ class _Prepared:
     parameter_count: int
     #: The bound parameter rows (one execution per row), as the client sent them.
     parameters: pa.RecordBatch | None = None
+
+
+class _Acknowledger:
+    """Writes one PutResult per ingested batch, from whichever thread completes it."""
+
+    def __init__(self, writer: flight.FlightMetadataWriter) -> None:
+        self._writer = writer
+        self._cond = threading.Condition()
+        self._finished = 0
+        self._batches = 0
+        self._rows = 0
+        self._failure: BaseException | None = None
+
+    def done(self, future: Future[Any]) -> None:
+        try:
+            error = future.exception()
+            if error is not None:
+                self._failure = self._failure or error
+                return
+            result = future.result()
+            if self._failure is not None:
+                return  # acknowledgements stay in order: none after a failed batch
+            body = json.dumps({"accepted": result.accepted, "late": result.late}).encode()
+            try:
+                self._writer.write(pa.py_buffer(body))
+            except Exception:  # the client went away; its stream fails on its side
+                log.debug("could not write an ingest acknowledgement", exc_info=True)
+            self._batches += 1
+            self._rows += result.accepted
+        finally:
+            with self._cond:
+                self._finished += 1
+                self._cond.notify_all()
+
+    def wait(self, count: int) -> tuple[int, int, BaseException | None]:
+        """Wait until ``count`` batches are done; returns (acknowledged, rows, failure)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._finished >= count)
+        return self._batches, self._rows, self._failure
 
 
 def _sql_info(server: FlightSqlServer) -> Mapping[int, SqlInfoValue]:
@@ -326,31 +359,34 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         if path != INGEST_PATH:
             shown = [p.decode("utf-8", "replace") for p in path]
             raise NotFound(f"unknown ingest path {shown}: send samples to ['metrics']")
-        index = 0
-        accepted = 0
-        while True:
-            try:
-                chunk = reader.read_chunk()
-            except StopIteration:
-                break
-            if chunk.data is None:
-                continue
-            try:
-                result = self.service.ingest(chunk.data)
-            except HyprstreamError as exc:
-                if index:
-                    exc.message = (
-                        f"{exc.message} (record batch {index} of this stream; the {index} "
-                        f"before it were acknowledged, {accepted} rows)"
-                    )
-                raise
-            accepted += result.accepted
-            index += 1
-            writer.write(
-                pa.py_buffer(
-                    json.dumps({"accepted": result.accepted, "late": result.late}).encode()
+        # Acknowledgements are written as each batch's append completes (on the appender's
+        # thread, in order), so a client that waits for each one before sending the next is
+        # answered while this thread is already waiting for that next batch. The handler
+        # returns only after every callback has finished: the writer dies with the call.
+        acks = _Acknowledger(writer)
+        pending = 0
+        try:
+            while True:
+                try:
+                    chunk = reader.read_chunk()
+                except StopIteration:
+                    break
+                if chunk.data is None:
+                    continue
+                future = self.service.ingest_async(chunk.data)
+                pending += 1
+                future.add_done_callback(acks.done)
+        except HyprstreamError as exc:
+            batches, rows, _ = acks.wait(pending)
+            if batches:
+                exc.message = (
+                    f"{exc.message} (record batch {batches} of this stream; the {batches} "
+                    f"before it were acknowledged, {rows} rows)"
                 )
-            )
+            raise
+        _, _, failure = acks.wait(pending)
+        if failure is not None:
+            raise failure
 
     def _bind(
         self,

@@ -1,7 +1,10 @@
 """Dense integer codes for metric ids, so that window math can sort and search integers.
 
-Codes are handed out in first-seen order and never reused; ``encode`` looks up each distinct
-id of a batch once (the batch is dictionary-encoded first), not each row.
+Codes are handed out in first-seen order and never reused. Looking a batch up is vectorised:
+the batch is dictionary-encoded, each distinct id is hashed to 64 bits with numpy, the hashes
+are found by binary search among the known ones, and every match is verified by comparing
+the strings (so a hash collision can cost time, never correctness: a colliding id is kept in
+a small side table).
 """
 
 from __future__ import annotations
@@ -10,15 +13,82 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["MetricDictionary"]
+__all__ = ["MetricDictionary", "hash_strings", "text_order"]
+
+_MAX_BYTES = 4096
+_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime, as a polynomial base
+_POWERS = np.cumprod(np.full(_MAX_BYTES, _MULTIPLIER, dtype=np.uint64), dtype=np.uint64)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser: spreads every input bit over the whole word."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    out: np.ndarray = h ^ (h >> np.uint64(31))
+    return out
+
+
+def hash_strings(strings: pa.StringArray) -> np.ndarray:
+    """A 64-bit hash of each string (no nulls), computed with numpy over the Arrow buffers."""
+    n = len(strings)
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    offsets_buf, data_buf = strings.buffers()[1], strings.buffers()[2]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[strings.offset : strings.offset + n + 1]
+    lengths = np.diff(offsets).astype(np.int64)
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    )
+    data = data[offsets[0] : offsets[-1]].astype(np.uint64)
+    starts = (offsets[:-1] - offsets[0]).astype(np.int64)
+    if lengths.max(initial=0) > _MAX_BYTES:
+        raise ValueError(f"strings longer than {_MAX_BYTES} bytes are not hashed")
+    position = np.arange(len(data), dtype=np.int64) - np.repeat(starts, lengths)
+    with np.errstate(over="ignore"):
+        terms = data * _POWERS[position]  # wraps modulo 2**64, as intended
+        h = np.zeros(n, np.uint64)
+        nonempty = lengths > 0
+        if nonempty.any():
+            h[nonempty] = np.add.reduceat(terms, starts[nonempty])
+        return _mix(h + lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+
+
+def text_order(strings: pa.StringArray) -> np.ndarray:
+    """A permutation putting ``strings`` in byte order by their first 16 bytes.
+
+    Strings that share 16 bytes keep their relative order. That is all the hot cache needs
+    (rows of one id together, ids in nearly text order, for zone maps), at a fraction of the
+    cost of a full string sort.
+    """
+    n = len(strings)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[
+        strings.offset : strings.offset + n + 1
+    ]
+    data_buf = strings.buffers()[2]
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
+    )
+    lengths = np.diff(offsets)
+    prefix = np.zeros((n, 16), np.uint8)
+    for j in range(16):
+        has = lengths > j
+        prefix[has, j] = data[offsets[:-1][has] + j]
+    words = prefix.view(">u8").reshape(n, 2)
+    return np.lexsort((words[:, 1], words[:, 0]))
 
 
 class MetricDictionary:
     """Maps metric ids to codes ``0, 1, 2, ...`` and back."""
 
     def __init__(self) -> None:
-        self._codes: dict[str, int] = {}
-        self._names: list[str] = []
+        self._names: pa.StringArray = pa.array([], pa.utf8())
+        self._hashes = np.zeros(0, np.uint64)  # sorted
+        self._hash_codes = np.zeros(0, np.int64)  # code of each sorted hash
+        self._collided: dict[str, int] = {}  # ids whose hash another id already has
 
     def __len__(self) -> int:
         return len(self._names)
@@ -39,35 +109,76 @@ class MetricDictionary:
         order, so that per-segment min/max statistics on the id column can prune scans.
         """
         encoded = ids.dictionary_encode()
-        dictionary = encoded.dictionary
-        uniques = dictionary.to_pylist()
-        codes = self._codes
-        mapping = np.empty(len(uniques), dtype=np.int64)
+        uniques = encoded.dictionary
+        mapping = self._lookup(uniques)
         new: list[str] = []
-        next_code = len(self._names)
-        for i, name in enumerate(uniques):
-            code = codes.get(name)
-            if code is None:
-                code = next_code + len(new)
-                new.append(name)
-            mapping[i] = code
+        missing = np.flatnonzero(mapping < 0)
+        if len(missing):
+            next_code = len(self._names)
+            for i, name in zip(
+                missing.tolist(), uniques.take(pa.array(missing)).to_pylist(), strict=True
+            ):
+                code = self._collided.get(name)
+                if code is None:
+                    code = next_code + len(new)
+                    new.append(name)
+                mapping[i] = code
         indices = encoded.indices.to_numpy(zero_copy_only=False)
-        by_text = pc.array_sort_indices(dictionary).to_numpy()
+        by_text = text_order(uniques)
         rank_of_unique = np.empty(len(uniques), dtype=np.int64)
         rank_of_unique[by_text] = np.arange(len(uniques), dtype=np.int64)
         return mapping[indices], new, rank_of_unique[indices]
 
+    def _lookup(self, uniques: pa.StringArray) -> np.ndarray:
+        """Codes of distinct ids, -1 where unknown (or known only through the side table)."""
+        mapping = np.full(len(uniques), -1, np.int64)
+        if not len(self._hashes) or not len(uniques):
+            return mapping
+        h = hash_strings(uniques)
+        pos = np.searchsorted(self._hashes, h)
+        found = pos < len(self._hashes)
+        found[found] = self._hashes[pos[found]] == h[found]
+        candidates = np.flatnonzero(found)
+        if len(candidates):
+            codes = self._hash_codes[pos[candidates]]
+            same = pc.equal(
+                uniques.take(pa.array(candidates)), self._names.take(pa.array(codes))
+            ).to_numpy(zero_copy_only=False)
+            mapping[candidates[same]] = codes[same]
+        return mapping
+
     def commit(self, new: list[str]) -> None:
         """Adopt ids returned as new by the latest :meth:`encode`."""
-        for name in new:
-            self._codes[name] = len(self._names)
-            self._names.append(name)
+        if not new:
+            return
+        first = len(self._names)
+        added = pa.array(new, pa.utf8())
+        h = hash_strings(added)
+        codes = np.arange(first, first + len(new), dtype=np.int64)
+        # An id whose hash is already taken (or repeated within ``new``) goes to the side table.
+        pos = np.searchsorted(self._hashes, h)
+        taken = pos < len(self._hashes)
+        taken[taken] = self._hashes[pos[taken]] == h[taken]
+        _, first_of = np.unique(h, return_index=True)
+        repeated = np.ones(len(h), bool)
+        repeated[first_of] = False
+        side = taken | repeated
+        for i in np.flatnonzero(side).tolist():
+            self._collided[new[i]] = int(codes[i])
+        keep = ~side
+        merged_h = np.concatenate((self._hashes, h[keep]))
+        merged_c = np.concatenate((self._hash_codes, codes[keep]))
+        order = np.argsort(merged_h, kind="stable")
+        self._hashes, self._hash_codes = merged_h[order], merged_c[order]
+        self._names = pa.concat_arrays([self._names, added])
 
     def name(self, code: int) -> str:
-        return self._names[code]
+        value = self._names[code].as_py()
+        assert isinstance(value, str)
+        return value
 
     def names(self) -> list[str]:
-        return list(self._names)
+        return list(self._names.to_pylist())
 
     def names_array(self) -> pa.StringArray:
-        return pa.array(self._names, type=pa.utf8())
+        return self._names

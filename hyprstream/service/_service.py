@@ -5,18 +5,24 @@ Ingest of one batch (spec/ingest.md, ING-1 to ING-9), under one lock:
 1. validate the batch (nothing is stored if it is refused);
 2. plan the window merge: running totals and partial states, without changing anything;
 3. write the rows through to the backend, which commits them or raises ``Unavailable``;
-4. only then: append to the hot cache, merge the plan into the window store, and remember
-   which windows the queryable copy must refresh.
+4. only then: merge the plan into the window store, remember which windows the queryable
+   copy must refresh, and hand the rows to the hot cache's appender.
 
-So an acknowledged batch is in the backend, and a refused one is nowhere. Queries see every
-acknowledged batch: a query first brings the queryable copy of the windows up to date.
+The appender is one background thread: DuckDB appends without holding the GIL, so the next
+batch is validated and planned while the previous one is appended. ``ingest_async`` returns
+a future that resolves once the batch is in the hot cache; that is when it is acknowledged.
+So an acknowledged batch is in the backend and visible to queries, and a refused one is
+nowhere. (A batch not yet acknowledged may be visible in some tables before others.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +75,7 @@ class Hyprstream:
         self._dirty: set[tuple[WindowSize, int]] = set()
         self._closed: list[tuple[WindowSize, int, StateColumns]] = []
         self._evict: dict[WindowSize, int] = {}
+        self._appender = _Appender(cache)
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -122,11 +129,18 @@ class Hyprstream:
     # -- ingest ----------------------------------------------------------------------------
 
     def ingest(self, batch: pa.RecordBatch | pa.Table) -> IngestResult:
-        """Validate, write through, then make the batch visible; see the module docstring."""
+        """Ingest one batch and wait until it is acknowledged; see the module docstring."""
+        return self.ingest_async(batch).result()
+
+    def ingest_async(self, batch: pa.RecordBatch | pa.Table) -> Future[IngestResult]:
+        """Validate, write through and merge one batch; the future resolves when it is
+        visible in the hot cache. Refusals (invalid batch, backend down) raise here."""
         with self._lock:
             sample = validate_batch(batch, known_labels=self._labels)
             if sample.num_rows == 0:
-                return IngestResult(0, 0)
+                done: Future[IngestResult] = Future()
+                done.set_result(IngestResult(0, 0))
+                return done
             new_labels = [
                 pa.field(name, t)
                 for name, t in sample.label_types.items()
@@ -138,6 +152,7 @@ class Hyprstream:
             if new_labels:
                 # Schema changes are not rolled back if the write then fails: an unused
                 # nullable column is harmless, and the next batch with that label needs it.
+                self._appender.drain()  # no append may run while the table changes
                 self.backend.add_labels(new_labels)
                 self.cache.add_labels(new_labels)
                 self._labels.update({f.name: f.type for f in new_labels})
@@ -147,11 +162,11 @@ class Hyprstream:
             if new_ids:
                 self._metrics.commit(new_ids)
                 self._names = self._metrics.names_array()
-            self.cache.append(rows)
             self._record(self.store.apply(plan))
             if len(self._closed) > _MAX_PENDING_CLOSED:
                 self._flush_windows()
-            return IngestResult(sample.num_rows, plan.late)
+            appended = self._appender.submit(rows)
+            return _then(appended, IngestResult(sample.num_rows, plan.late))
 
     def _rows(
         self,
@@ -276,8 +291,88 @@ class Hyprstream:
 
     def close(self) -> None:
         with self._lock:
+            self._appender.close()
             self.cache.close()
             self.backend.close()
+
+
+class _Appender:
+    """One thread that appends batches to the hot cache, in order.
+
+    When batches queue up (ingest is faster than DuckDB's append), the thread takes all that
+    are waiting and appends them in one transaction: a commit costs several milliseconds,
+    however many rows it covers.
+    """
+
+    _MAX_ROWS = 1 << 20
+
+    def __init__(self, cache: DuckDBHotCache) -> None:
+        self._cache = cache
+        self._queue: queue.SimpleQueue[tuple[pa.Table, Future[None]] | None] = queue.SimpleQueue()
+        self._last: Future[None] | None = None
+        self._thread = threading.Thread(target=self._run, name="hyprstream-append", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: pa.Table) -> Future[None]:
+        future: Future[None] = Future()
+        self._last = future
+        self._queue.put((rows, future))
+        return future
+
+    def drain(self) -> None:
+        """Wait until everything submitted so far is in the hot cache (or has failed)."""
+        last = self._last
+        if last is not None:
+            with contextlib.suppress(Exception):
+                last.result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                return
+            group = [item]
+            rows = item[0].num_rows
+            while rows < self._MAX_ROWS:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+                rows += more[0].num_rows
+            try:
+                tables = [t for t, _ in group]
+                self._cache.append(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+            except BaseException as exc:
+                for _, future in group:
+                    future.set_exception(exc)
+            else:
+                for _, future in group:
+                    future.set_result(None)
+
+
+def _then(appended: Future[None], result: IngestResult) -> Future[IngestResult]:
+    """A future of ``result`` that completes when ``appended`` does (or fails with it)."""
+    out: Future[IngestResult] = Future()
+
+    def finish(f: Future[None]) -> None:
+        error = f.exception()
+        if error is not None:
+            log.error("appending an acknowledged-to-be batch to the hot cache failed: %s", error)
+            out.set_exception(error)
+        else:
+            out.set_result(result)
+
+    appended.add_done_callback(finish)
+    return out
 
 
 def _check_params(expected: int, params: pa.RecordBatch | Sequence[Any] | None) -> None:

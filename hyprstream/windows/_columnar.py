@@ -12,7 +12,7 @@ folding the scalar ``merge`` over the same samples, up to floating-point roundin
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,9 +20,13 @@ from hyprstream.windows._spec import WindowSize, window_start
 from hyprstream.windows._state import WindowState
 
 __all__ = [
+    "Partials",
     "SortedSamples",
     "StateColumns",
     "aggregate",
+    "blocks",
+    "partials",
+    "rollup",
     "running_totals",
     "segmented_cumsum",
     "sort_samples",
@@ -94,6 +98,8 @@ class SortedSamples:
     #: Start of each run of equal (code, timestamp), and the largest value in each run.
     tie_start: np.ndarray
     tie_max: np.ndarray
+    #: Segmentation per window size, computed once (see ``_segments``).
+    segments: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.code)
@@ -111,6 +117,10 @@ def sort_samples(
     key = code if rank is None else rank
     if len(code) == 0:
         order = np.zeros(0, dtype=np.intp)
+    elif bool(np.all(ts[1:] >= ts[:-1])) and int(key.max()) - int(key.min()) < 65536:
+        # Samples already in time order (a live stream): a stable sort by metric alone keeps
+        # each metric's samples in time order, and 16-bit keys sort by radix, in linear time.
+        order = np.argsort((key - key.min()).astype(np.uint16), kind="stable")
     else:
         # One packed int64 key sorts about twice as fast as lexsort on two keys; it fits
         # whenever the batch's key range and time span need 62 bits or fewer together.
@@ -138,27 +148,41 @@ def _boundaries(change: np.ndarray) -> np.ndarray:
 
 def _segments(s: SortedSamples, size: WindowSize) -> tuple[np.ndarray, np.ndarray]:
     """Run starts of equal (code, window start), and each row's window start."""
-    starts = window_start(s.ts, size)
-    change = (s.code[1:] != s.code[:-1]) | (starts[1:] != starts[:-1])
-    return _boundaries(change), starts
+    cached = s.segments.get(size.micros)
+    if cached is None:
+        starts = window_start(s.ts, size)
+        change = (s.code[1:] != s.code[:-1]) | (starts[1:] != starts[:-1])
+        cached = s.segments[size.micros] = (_boundaries(change), starts)
+    return cached
 
 
-def aggregate(s: SortedSamples, size: WindowSize) -> list[tuple[int, StateColumns]]:
-    """Partial states of ``s`` for windows of ``size``, as (window start, block) pairs."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Partials:
+    """Partial states of one batch for one window size, one row per (metric, window start),
+    ordered by metric (in the batch's sort order) and then by window start."""
+
+    start: np.ndarray
+    states: StateColumns
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def partials(s: SortedSamples, size: WindowSize) -> Partials:
+    """Aggregate sorted samples into one partial state per (metric, window of ``size``)."""
     if len(s) == 0:
-        return []
+        empty = np.zeros(0, _I64)
+        return Partials(start=empty, states=StateColumns(**{f: empty for f in _FIELDS}))
     seg, starts = _segments(s, size)
     ends = np.append(seg[1:], len(s))
     count = (ends - seg).astype(_I64)
     total = np.add.reduceat(s.value, seg)
     mean = total / count
-    seg_id = np.repeat(np.arange(len(seg)), count)
-    dev = s.value - mean[seg_id]
+    dev = s.value - np.repeat(mean, count)
     m2 = np.add.reduceat(dev * dev, seg)
     # last_value: the largest value among the run's samples at its latest instant.
     last_tie = np.searchsorted(s.tie_start, ends - 1, side="right") - 1
-    last = ends - 1
-    cols = StateColumns(
+    states = StateColumns(
         code=s.code[seg],
         count=count,
         sum=total,
@@ -167,21 +191,65 @@ def aggregate(s: SortedSamples, size: WindowSize) -> list[tuple[int, StateColumn
         mean=mean,
         m2=m2,
         first_ts=s.ts[seg],
-        last_ts=s.ts[last],
+        last_ts=s.ts[ends - 1],
         last_value=s.tie_max[last_tie],
     )
-    seg_start = starts[seg]
-    # Group the runs by window start; a stable sort keeps codes ascending within a start.
-    by_start = np.argsort(seg_start, kind="stable")
-    sorted_starts = seg_start[by_start]
+    return Partials(start=starts[seg], states=states)
+
+
+def rollup(p: Partials, size: WindowSize) -> Partials:
+    """Merge partial states of a smaller size into windows of ``size``.
+
+    Exact when every smaller window lies in one window of ``size`` (``size`` is a multiple
+    of the smaller size; both are epoch-aligned). This is how larger windows are built: from
+    the few partials of the smallest size, not from the samples again.
+    """
+    if len(p) == 0:
+        return p
+    a = p.states
+    starts = window_start(p.start, size)
+    seg = _boundaries((a.code[1:] != a.code[:-1]) | (starts[1:] != starts[:-1]))
+    lengths = np.diff(np.append(seg, len(p)))
+    count = np.add.reduceat(a.count, seg)
+    total = np.add.reduceat(a.sum, seg)
+    mean = total / count
+    # Chan et al., for many parts at once: M2 = sum(M2_i) + sum(n_i (mean_i - mean)^2).
+    spread = a.mean - np.repeat(mean, lengths)
+    m2 = np.add.reduceat(a.m2, seg) + np.add.reduceat(a.count * spread * spread, seg)
+    last_ts = np.maximum.reduceat(a.last_ts, seg)
+    at_last = a.last_ts == np.repeat(last_ts, lengths)
+    last_value = np.maximum.reduceat(np.where(at_last, a.last_value, -np.inf), seg)
+    states = StateColumns(
+        code=a.code[seg],
+        count=count,
+        sum=total,
+        min=np.minimum.reduceat(a.min, seg),
+        max=np.maximum.reduceat(a.max, seg),
+        mean=mean,
+        m2=m2,
+        first_ts=np.minimum.reduceat(a.first_ts, seg),
+        last_ts=last_ts,
+        last_value=last_value,
+    )
+    return Partials(start=starts[seg], states=states)
+
+
+def blocks(p: Partials) -> list[tuple[int, StateColumns]]:
+    """Partial states grouped by window start, each block ordered by metric code."""
+    if len(p) == 0:
+        return []
+    order = np.lexsort((p.states.code, p.start))
+    sorted_starts = p.start[order]
     cuts = _boundaries(sorted_starts[1:] != sorted_starts[:-1])
     out = []
-    for lo, hi in zip(cuts, np.append(cuts[1:], len(by_start)), strict=True):
-        runs = by_start[lo:hi]
-        # Blocks are keyed by code; the sort may have ordered metrics otherwise (by rank).
-        runs = runs[np.argsort(cols.code[runs], kind="stable")]
-        out.append((int(sorted_starts[lo]), cols.take(runs)))
+    for lo, hi in zip(cuts, np.append(cuts[1:], len(order)), strict=True):
+        out.append((int(sorted_starts[lo]), p.states.take(order[lo:hi])))
     return out
+
+
+def aggregate(s: SortedSamples, size: WindowSize) -> list[tuple[int, StateColumns]]:
+    """Partial states of ``s`` for windows of ``size``, as (window start, block) pairs."""
+    return blocks(partials(s, size))
 
 
 def merge_aligned(a: StateColumns, b: StateColumns) -> StateColumns:
@@ -263,9 +331,12 @@ def running_totals(
         return np.zeros(0, _I64), np.zeros(0, _F64)
     seg, starts = _segments(s, size)
     # Last row of each run of equal (code, window, timestamp): ties share that row's total.
-    tie_end = np.append(s.tie_start[1:], n) - 1
-    tie_len = np.diff(np.append(s.tie_start, n))
-    row_tie_end = np.repeat(tie_end, tie_len)
+    if len(s.tie_start) == n:  # no ties: every row is its own run
+        row_tie_end = np.arange(n)
+    else:
+        tie_end = np.append(s.tie_start[1:], n) - 1
+        tie_len = np.diff(np.append(s.tie_start, n))
+        row_tie_end = np.repeat(tie_end, tie_len)
     seg_len = np.diff(np.append(seg, n))
     row_seg_start = np.repeat(seg, seg_len)
 

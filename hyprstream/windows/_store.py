@@ -31,8 +31,12 @@ import numpy as np
 
 from hyprstream.errors import ConfigError
 from hyprstream.windows._columnar import (
+    Partials,
     StateColumns,
     aggregate,
+    blocks,
+    partials,
+    rollup,
     running_totals,
     sort_samples,
     upsert,
@@ -126,6 +130,12 @@ class WindowStore:
                     f"lateness ({lateness_us // 1_000_000} s), or open windows would be evicted"
                 )
         self._open: dict[WindowSize, dict[int, StateColumns]] = {s: {} for s in self.sizes}
+        # Each size is built from the largest smaller size that divides it, if any.
+        self._rollup_source: dict[WindowSize, WindowSize] = {}
+        for i, size in enumerate(self.sizes):
+            divisors = [d for d in self.sizes[:i] if size.micros % d.micros == 0]
+            if divisors:
+                self._rollup_source[size] = divisors[-1]
         self._max_ts: int | None = None
         self._version = 0  # bumped by every change, so stale plans are refused
 
@@ -170,7 +180,11 @@ class WindowStore:
             None if rank is None else rank[on_time_rows],
         )
         run_count, run_sum = running_totals(s, self.running, self._open[self.running])
-        partials = {size: aggregate(s, size) for size in self.sizes}
+        by_size: dict[WindowSize, Partials] = {}
+        for size in self.sizes:  # ascending: roll up from a smaller size that divides this one
+            source = self._rollup_source.get(size)
+            by_size[size] = partials(s, size) if source is None else rollup(by_size[source], size)
+        partial_blocks = {size: blocks(p) for size, p in by_size.items()}
         order = np.concatenate((on_time_rows[s.order], late_rows)).astype(np.intp)
         pad = len(late_rows)
         new_max = self._max_ts
@@ -182,7 +196,7 @@ class WindowStore:
             on_time=len(s),
             running_count=np.concatenate((run_count, np.zeros(pad, np.int64))),
             running_sum=np.concatenate((run_sum, np.zeros(pad, np.float64))),
-            partials=partials,
+            partials=partial_blocks,
             max_timestamp=new_max,
             base_version=self._version,
         )
@@ -193,9 +207,9 @@ class WindowStore:
             raise RuntimeError("a plan must be applied to the store state it was made from")
         self._version += 1
         updated = []
-        for size, blocks in plan.partials.items():
+        for size, parts in plan.partials.items():
             open_blocks = self._open[size]
-            for start, part in blocks:
+            for start, part in parts:
                 open_blocks[start] = upsert(open_blocks.get(start), part)
                 updated.append((size, start))
         self._max_ts = plan.max_timestamp

@@ -236,3 +236,28 @@ def test_warm_restores_windows_in_any_order() -> None:
     a = {(z, s): b.count.tolist() for z, s, b in live.iter_open()}
     b = {(z, s): b.count.tolist() for z, s, b in warmed.iter_open()}
     assert a == b
+
+
+def test_rollup_equals_aggregating_the_samples() -> None:
+    from hyprstream.windows import blocks, partials, rollup
+
+    rng = np.random.default_rng(11)
+    n = 3_000
+    code = rng.integers(0, 9, n)
+    ts = rng.integers(-30 * HOUR, 30 * HOUR, n)
+    ts[::7] = ts[3::7][: len(ts[::7])]
+    value = rng.normal(1e6, 3, n).round(2)
+    s = sort_samples(code, ts, value)
+    five = partials(s, M5)
+    for size in (WindowSize.parse("30m"), H1, WindowSize.parse("1d")):
+        direct = dict(blocks(partials(s, size)))
+        rolled = dict(blocks(rollup(five, size)))
+        assert set(direct) == set(rolled)
+        for start, block in direct.items():
+            other = rolled[start]
+            assert block.code.tolist() == other.code.tolist()
+            assert block.count.tolist() == other.count.tolist()
+            assert np.allclose(block.sum, other.sum, rtol=1e-12)
+            assert np.allclose(block.m2, other.m2, rtol=1e-6, atol=1e-6)
+            for name in ("min", "max", "first_ts", "last_ts", "last_value"):
+                assert getattr(block, name).tolist() == getattr(other, name).tolist(), name

@@ -1,0 +1,253 @@
+"""Ingest throughput: window aggregation in process, and DoPut end to end through a server.
+
+Data: 2,000,000 samples in time order over 24 hours, sent in 65,536-row batches, for 1,000
+and for 100,000 series. Measured:
+
+* ``aggregate``: the window engine alone (metric codes, plan, apply) into all four sizes;
+* ``service``: the whole ingest path in process (validate, windows, hot cache, memory backend);
+* ``doput``: Arrow Flight DoPut into a ``hyprstream`` process, from the first batch written to
+  the last acknowledgement read (the client keeps writing while acknowledgements arrive), with
+  the in-memory backend and with the embedded durable default;
+* memory: the server's resident set before and after, per series, and the window state's
+  bytes per (series, window) in the store and in the hot cache's window table.
+
+Run with ``pytest perf/test_ingest_throughput.py --benchmark-enable -p no:cacheprovider -s``;
+the summary is printed at the end and written to ``perf/results/ingest_throughput.json``.
+Nothing is asserted about speed; correctness (every sample accepted and counted) is.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pyarrow import flight
+
+from conformance.process import ServerProcess, spawn_server
+from hyprstream.backend import DuckDBHotCache, MemoryBackend
+from hyprstream.model import MetricDictionary
+from hyprstream.service import Hyprstream
+from hyprstream.windows import WindowStore
+
+ROWS = 2_000_000
+BATCH_ROWS = 65_536
+SPAN_US = 24 * 3_600_000_000
+SERIES = (1_000, 100_000)
+TARGET_ROWS_PER_S = 2_000_000
+TARGET_STATE_BYTES = 400
+RESULTS = Path(__file__).with_name("results") / "ingest_throughput.json"
+SCHEMA = pa.schema(
+    [("metric_id", pa.utf8()), ("timestamp", pa.timestamp("us", tz="UTC")), ("value", pa.float64())]
+)
+
+_summary: dict[str, Any] = {"rows": ROWS, "batch_rows": BATCH_ROWS, "results": {}}
+
+
+def batches(series: int) -> list[pa.RecordBatch]:
+    rng = np.random.default_rng(series)
+    end = time.time_ns() // 1000
+    ts = np.sort(rng.integers(end - SPAN_US, end, ROWS, dtype=np.int64))
+    codes = rng.integers(0, series, ROWS)
+    names = pa.array([f"host{i // 100:04d}.cpu{i % 100:02d}" for i in range(series)])
+    values = rng.normal(50, 10, ROWS)
+    out = []
+    for lo in range(0, ROWS, BATCH_ROWS):
+        hi = min(ROWS, lo + BATCH_ROWS)
+        out.append(
+            pa.record_batch(
+                [
+                    names.take(pa.array(codes[lo:hi])),
+                    pa.array(ts[lo:hi], SCHEMA.field(1).type),
+                    pa.array(values[lo:hi]),
+                ],
+                schema=SCHEMA,
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="module", params=SERIES, ids=lambda n: f"{n}_series")
+def data(request: pytest.FixtureRequest) -> tuple[int, list[pa.RecordBatch]]:
+    return request.param, batches(request.param)
+
+
+def record(name: str, seconds: list[float], **extra: Any) -> None:
+    best = min(seconds)
+    _summary["results"][name] = {
+        "rows_per_s_best": ROWS / best,
+        "rows_per_s_median": ROWS / float(np.median(seconds)),
+        "rounds": len(seconds),
+        **extra,
+    }
+
+
+def test_aggregate(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> None:
+    series, bs = data
+    decoded = [
+        (b.column(0), b.column(1).cast(pa.int64()).to_numpy(), b.column(2).to_numpy()) for b in bs
+    ]
+    stores: list[WindowStore] = []
+
+    def run() -> None:
+        store, names = WindowStore(), MetricDictionary()
+        for ids, ts, values in decoded:
+            codes, new = names.encode(ids)
+            names.commit(new)
+            store.apply(store.plan(codes, ts, values))
+        stores.append(store)
+
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    seconds = list(benchmark.stats.stats.data) if benchmark.stats else [1.0]
+    store = stores[-1]
+    states = sum(len(b) for _, _, b in store.iter_open())
+    record(
+        f"aggregate/{series}",
+        seconds,
+        open_states=states,
+        store_bytes_per_state=store.open_state_bytes / max(states, 1),
+    )
+
+
+def test_service(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> None:
+    series, bs = data
+    services: list[Hyprstream] = []
+
+    def setup() -> tuple[tuple[Hyprstream], dict[str, Any]]:
+        for s in services:
+            s.close()
+        services.clear()
+        service = Hyprstream(
+            backend=MemoryBackend(),
+            cache=DuckDBHotCache(window_labels=["5m", "30m", "1h", "1d"]),
+            store=WindowStore(),
+        )
+        services.append(service)
+        return (service,), {}
+
+    def run(service: Hyprstream) -> None:
+        for b in bs:
+            service.ingest(b)
+
+    benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)
+    service = services[-1]
+    # The hot cache's copy of the window states, after the flush a query triggers.
+    service.query("SELECT 1")
+    windows = service.query("SELECT count(*) AS n FROM metric_windows").column("n")[0].as_py()
+    memory = (
+        service.query("SELECT sum(memory_usage_bytes) AS b FROM duckdb_memory()")
+        .column("b")[0]
+        .as_py()
+    )
+    seconds = list(benchmark.stats.stats.data) if benchmark.stats else [1.0]
+    record(f"service/{series}", seconds, window_rows=windows, duckdb_memory_bytes=memory)
+    for s in services:
+        s.close()
+
+
+def _put_all(uri: str, bs: list[pa.RecordBatch]) -> tuple[float, int, int]:
+    """Write every batch on one DoPut while a thread reads the acknowledgements."""
+    client = flight.connect(uri)
+    acks: list[dict[str, int]] = []
+    start = time.perf_counter()
+    writer, reader = client.do_put(flight.FlightDescriptor.for_path("metrics"), SCHEMA)
+
+    def read_acks() -> None:
+        for _ in bs:
+            acks.append(json.loads(reader.read().to_pybytes()))
+
+    thread = threading.Thread(target=read_acks)
+    thread.start()
+    for b in bs:
+        writer.write_batch(b)
+    thread.join()
+    seconds = time.perf_counter() - start
+    writer.done_writing()
+    writer.close()
+    client.close()
+    return seconds, sum(a["accepted"] for a in acks), sum(a["late"] for a in acks)
+
+
+def _rss(proc: ServerProcess) -> tuple[int, int]:
+    status = Path(f"/proc/{proc.process.pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    procs: list[ServerProcess] = []
+
+    def make(*args: str) -> ServerProcess:
+        proc = spawn_server(
+            args=[*args, "--log-level", "warning"], data_dir=tmp_path / f"d{len(procs)}"
+        )
+        procs.append(proc)
+        return proc
+
+    yield make
+    for p in procs:
+        p.kill()
+
+
+@pytest.mark.parametrize("engine", ["memory", "embedded"])
+def test_doput(
+    benchmark: Any, data: tuple[int, list[pa.RecordBatch]], server_factory: Any, engine: str
+) -> None:
+    series, bs = data
+    results: list[tuple[float, int, int, int, int, int]] = []
+
+    def setup() -> tuple[tuple[ServerProcess], dict[str, Any]]:
+        proc = server_factory("--engine", engine)
+        time.sleep(0.5)
+        return (proc,), {}
+
+    def run(proc: ServerProcess) -> None:
+        before, _ = _rss(proc)
+        seconds, accepted, late = _put_all(proc.uri, bs)
+        after, peak = _rss(proc)
+        results.append((seconds, accepted, late, before, after, peak))
+        proc.kill()
+
+    benchmark.pedantic(run, setup=setup, rounds=2, iterations=1)
+    for _, accepted, late, *_ in results:
+        assert accepted == ROWS
+        assert late == 0
+    seconds = [r[0] for r in results]
+    _, _, _, before, after, peak = results[-1]
+    record(
+        f"doput/{engine}/{series}",
+        seconds,
+        rss_growth_bytes_per_series=(after - before) / series,
+        peak_rss_bytes=peak,
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary() -> Iterator[None]:
+    """Print and save what the tests measured, once they have all run."""
+    yield
+    lines = [f"ingest throughput: {ROWS:,} samples in batches of {BATCH_ROWS:,}, 4 window sizes"]
+    for name, r in _summary["results"].items():
+        verdict = ""
+        if name.startswith("doput/"):
+            verdict = "MET" if r["rows_per_s_best"] >= TARGET_ROWS_PER_S else "MISSED"
+        extras = ", ".join(
+            f"{k}={v:,.0f}"
+            for k, v in r.items()
+            if k not in ("rows_per_s_best", "rows_per_s_median", "rounds")
+        )
+        lines.append(
+            f"  {name:<24} best {r['rows_per_s_best']:>12,.0f} rows/s  median "
+            f"{r['rows_per_s_median']:>12,.0f} rows/s  {verdict:<6} {extras}"
+        )
+    print("\n" + "\n".join(lines))
+    if _summary["results"]:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(_summary, indent=2, default=float) + "\n")

@@ -1,0 +1,81 @@
+"""Metric codes: stable, first-seen order, new ids only after commit, collisions handled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import hyprstream.model._codes as codes_module
+from hyprstream.model import MetricDictionary
+from hyprstream.model._codes import hash_strings
+
+
+def test_codes_in_first_seen_order_and_stable() -> None:
+    d = MetricDictionary()
+    codes, new = d.encode(pa.array(["b", "a", "b", "c"]))
+    assert new == ["b", "a", "c"]
+    assert codes.tolist() == [0, 1, 0, 2]
+    d.commit(new)
+    codes, new = d.encode(pa.array(["c", "d", "a"]))
+    assert (codes.tolist(), new) == ([2, 3, 1], ["d"])
+    assert d.names() == ["b", "a", "c"]
+
+
+def test_uncommitted_ids_are_forgotten() -> None:
+    d = MetricDictionary()
+    _, new = d.encode(pa.array(["x"]))
+    assert new == ["x"]
+    codes, new = d.encode(pa.array(["y", "x"]))  # "x" was never committed
+    assert new == ["y", "x"]
+    assert codes.tolist() == [0, 1]
+
+
+def test_rank_is_text_order_within_the_batch() -> None:
+    d = MetricDictionary()
+    d.commit(["zeta", "alpha"])
+    codes, _, rank = d.encode_ranked(pa.array(["zeta", "mid", "alpha", "zeta"]))
+    assert codes.tolist() == [0, 2, 1, 0]
+    assert rank.tolist() == [2, 1, 0, 2]
+
+
+def test_many_ids_round_trip() -> None:
+    d = MetricDictionary()
+    names = [f"host{i:05d}.cpu{i % 7}" for i in range(20_000)]
+    rng = np.random.default_rng(0)
+    ids = pa.array(names).take(pa.array(rng.integers(0, len(names), 50_000)))
+    codes, new = d.encode(ids)
+    d.commit(new)
+    again, none = d.encode(ids)
+    assert none == []
+    assert np.array_equal(codes, again)
+    assert [d.name(c) for c in again[:100].tolist()] == ids[:100].to_pylist()
+
+
+def test_hash_collisions_cost_time_not_correctness(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codes_module, "hash_strings", lambda s: np.zeros(len(s), np.uint64))
+    d = MetricDictionary()
+    codes, new = d.encode(pa.array(["a", "b", "c"]))
+    d.commit(new)
+    again, new = d.encode(pa.array(["c", "b", "a", "d"]))
+    assert new == ["d"]
+    assert again.tolist() == [2, 1, 0, 3]
+
+
+def test_hash_is_deterministic_and_sensitive() -> None:
+    a = hash_strings(pa.array(["metric", "metric", "metricc", "", "ab", "ba"]))
+    assert a[0] == a[1]
+    assert len({int(x) for x in a[1:]}) == 5
+    sliced = pa.array(["zz", "metric", "q"]).slice(1, 1)
+    assert hash_strings(sliced)[0] == a[0]
+
+
+def test_text_order_matches_a_string_sort_on_the_first_16_bytes() -> None:
+    from hyprstream.model._codes import text_order
+
+    rng = np.random.default_rng(4)
+    words = ["".join(rng.choice(list("abcAB09._-é"), rng.integers(1, 24))) for _ in range(500)]
+    arr = pa.array(words)
+    order = text_order(arr).tolist()
+    got = [words[i].encode()[:16] for i in order]
+    assert got == sorted(w.encode()[:16] for w in words)
