@@ -42,10 +42,15 @@ __all__ = [
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TS_TYPE = pa.timestamp("us", tz="UTC")
 MINUTE = 60_000_000
+#: The quantile sketch's guaranteed relative accuracy (spec/windows.md, WIN-17).
+QUANTILE_ACCURACY = 0.01 * (1 + 1e-9)
 HOUR = 60 * MINUTE
 
 
 class WindowEngine(Protocol):
+    #: Labels of the window sizes whose rows must carry quantiles.
+    quantile_labels: frozenset[str]
+
     def ingest(self, batch: pa.Table) -> tuple[int, int]:
         """Ingest one record batch; returns (accepted, late)."""
         ...
@@ -70,6 +75,7 @@ class ServiceEngine:
 
     def __init__(self, service: Any) -> None:
         self.service = service
+        self.quantile_labels = frozenset(w.label for w in service.store.quantile_sizes)
 
     @classmethod
     def create(
@@ -104,7 +110,10 @@ class ServiceEngine:
 class FlightEngine:
     """A running hyprstream server, reached as a user would: Arrow Flight and ADBC."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(
+        self, uri: str, *, quantile_labels: frozenset[str] = frozenset({"1h", "1d"})
+    ) -> None:
+        self.quantile_labels = quantile_labels
         self.client = flight.connect(uri)
         self.conn = flightsql.connect(uri, autocommit=True)
 
@@ -160,10 +169,10 @@ def assert_windows_match(engine: WindowEngine, oracle: NaiveWindows) -> None:
         got = served[key]
         size = oracle.sizes[key[1]]
         assert _us(got["window_end"]) == key[2] + size
-        _check_window(got, want, key)
+        _check_window(got, want, key, quantiles=key[1] in engine.quantile_labels)
 
 
-def _check_window(got: dict[str, Any], want: OracleWindow, key: object) -> None:
+def _check_window(got: dict[str, Any], want: OracleWindow, key: object, *, quantiles: bool) -> None:
     assert got["count"] == want.count, f"count of {key}"
     magnitude = max(abs(want.min), abs(want.max))
     _close(got["sum"], want.sum, magnitude * want.count, "sum", key)
@@ -175,6 +184,16 @@ def _check_window(got: dict[str, Any], want: OracleWindow, key: object) -> None:
     assert (got["min"], got["max"], got["last_value"]) == (want.min, want.max, want.last_value), key
     assert _us(got["first_timestamp"]) == want.first_timestamp, key
     assert _us(got["last_timestamp"]) == want.last_timestamp, key
+    for name, exact in zip(("p50", "p90", "p99"), want.quantiles, strict=True):
+        # WIN-17: within the sketch's relative accuracy of the exact value of that rank.
+        estimate = got[name]
+        if not quantiles:
+            assert estimate is None, f"{name} of {key}: no sketch was configured, got {estimate}"
+            continue
+        assert estimate is not None, f"{name} of {key} is missing"
+        assert abs(estimate - exact) <= QUANTILE_ACCURACY * abs(exact) + 1e-9, (
+            f"{name} of {key}: served {estimate!r}, exact {exact!r}"
+        )
 
 
 def assert_rows_match(engine: WindowEngine, oracle: NaiveWindows) -> None:

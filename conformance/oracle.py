@@ -40,6 +40,7 @@ class OracleWindow:
     first_timestamp: int
     last_timestamp: int
     last_value: float
+    quantiles: tuple[float, float, float]  # exact p50, p90, p99: the value of rank floor(q (n-1))
 
 
 @dataclass
@@ -113,5 +114,8 @@ class NaiveWindows:
                 first_timestamp=min(t for t, _ in samples),
                 last_timestamp=last_ts,
                 last_value=max(v for t, v in samples if t == last_ts),
+                quantiles=tuple(  # type: ignore[arg-type]
+                    sorted(values)[math.floor(q * (n - 1))] for q in (0.5, 0.9, 0.99)
+                ),
             )
         return out

@@ -62,6 +62,7 @@ def build_service(config: Config) -> Hyprstream:
             running=config.running_window,
             lateness_us=config.allowed_lateness_us,
             retention_us={w: config.retention_for(w) for w in config.windows},
+            quantiles=config.quantile_sizes,
         )
         service = Hyprstream(backend=backend, cache=cache, store=store)
         loaded = service.warm()

@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="window of the value_running_window_* columns (default: smallest size)",
     )
     windows.add_argument(
+        "--quantiles",
+        metavar="SIZES",
+        help="window sizes that keep p50/p90/p99 sketches: comma-separated, 'all' or 'none' "
+        "(default: sizes of 1h or more)",
+    )
+    windows.add_argument(
         "--allowed-lateness",
         metavar="DURATION",
         help="how far behind the newest sample a sample may arrive and still be "
@@ -164,6 +170,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "windows": args.windows,
         "running_window": args.running_window,
         "allowed_lateness": args.allowed_lateness,
+        "quantile_windows": args.quantiles,
     }
 
 

@@ -99,6 +99,8 @@ class Config:
     running_window: WindowSize = DEFAULT_SIZES[0]
     allowed_lateness_us: int = DEFAULT_LATENESS_US
     window_retention_us: Mapping[WindowSize, int] = field(default_factory=dict)
+    #: Sizes whose windows carry quantile sketches; None: the default (sizes of 1 h or more).
+    quantile_windows: tuple[WindowSize, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -120,6 +122,23 @@ class Config:
             )
         if self.allowed_lateness_us < 0:
             raise ConfigError("allowed lateness must not be negative")
+        if self.quantile_windows is not None:
+            unknown = [w.label for w in self.quantile_windows if w not in self.windows]
+            if unknown:
+                raise ConfigError(
+                    f"quantiles requested for {', '.join(unknown)}, which are not window sizes "
+                    f"({', '.join(w.label for w in self.windows)})"
+                )
+
+    @property
+    def quantile_sizes(self) -> tuple[WindowSize, ...]:
+        """Sizes with quantile sketches: as configured, else those of an hour or more (at
+        least the largest size): short windows hold too few samples for a useful p99, and
+        sketches cost ingest time (spec/windows.md, WIN-18)."""
+        if self.quantile_windows is not None:
+            return self.quantile_windows
+        hourly = tuple(w for w in self.windows if w.micros >= 3_600_000_000)
+        return hourly or self.windows[-1:]
 
     def retention_for(self, size: WindowSize) -> int:
         return self.window_retention_us.get(size, default_retention(size))
@@ -144,6 +163,8 @@ class Config:
                 value = value.label
             elif f.name == "window_retention_us":
                 value = {w.label: us for w, us in value.items()}
+            elif f.name == "quantile_windows":
+                value = [w.label for w in self.quantile_sizes]
             elif isinstance(value, Path):
                 value = str(value)
             out[f.name] = value
@@ -195,7 +216,9 @@ def _from_toml(path: Path) -> dict[str, Any]:
         out["cache_engine"] = cache["engine"]
     if "connection" in cache:
         out["cache_connection"] = cache["connection"]
-    windows = _section(data, "windows", {"sizes", "running", "allowed_lateness", "retention"})
+    windows = _section(
+        data, "windows", {"sizes", "running", "allowed_lateness", "retention", "quantiles"}
+    )
     if "sizes" in windows:
         out["windows"] = windows["sizes"]
     if "running" in windows:
@@ -204,6 +227,8 @@ def _from_toml(path: Path) -> dict[str, Any]:
         out["allowed_lateness"] = windows["allowed_lateness"]
     if "retention" in windows:
         out["window_retention"] = windows["retention"]
+    if "quantiles" in windows:
+        out["quantile_windows"] = windows["quantiles"]
     return out
 
 
@@ -286,6 +311,16 @@ def load_config(
             kwargs[key] = value
     if "windows" in kwargs and "running_window" not in kwargs:
         kwargs["running_window"] = kwargs["windows"][0]
+    if "quantile_windows" in kwargs:
+        value = kwargs["quantile_windows"]
+        text = value if isinstance(value, str) else ",".join(str(v) for v in value)
+        choice = text.strip().lower()
+        if choice == "none":
+            kwargs["quantile_windows"] = ()
+        elif choice == "all":
+            kwargs["quantile_windows"] = kwargs.get("windows", DEFAULT_SIZES)
+        else:
+            kwargs["quantile_windows"] = _sizes(text)
     fields = {f.name for f in dataclasses.fields(Config)}
     unknown = set(kwargs) - fields
     if unknown:

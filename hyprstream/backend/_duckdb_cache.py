@@ -56,6 +56,9 @@ WINDOW_COLUMNS: tuple[pa.Field, ...] = (
     pa.field("max", pa.float64(), nullable=False),
     pa.field("variance", pa.float64(), nullable=False),
     pa.field("stddev", pa.float64(), nullable=False),
+    pa.field("p50", pa.float64()),
+    pa.field("p90", pa.float64()),
+    pa.field("p99", pa.float64()),
     pa.field("first_timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("last_timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("last_value", pa.float64(), nullable=False),
@@ -77,6 +80,9 @@ WINDOW_STORE_SCHEMA = pa.schema(
         pa.field("first_timestamp", pa.timestamp("us", tz="UTC")),
         pa.field("last_timestamp", pa.timestamp("us", tz="UTC")),
         pa.field("last_value", pa.float64()),
+        pa.field("p50", pa.float64()),
+        pa.field("p90", pa.float64()),
+        pa.field("p99", pa.float64()),
     ]
 )
 
@@ -160,7 +166,8 @@ class DuckDBHotCache:
                 f"""CREATE OR REPLACE VIEW {WINDOWS_TABLE} AS SELECT
                     metric_id, "window", window_start, window_end, "count", "sum",
                     mean AS "avg", "min", "max", m2 / "count" AS variance,
-                    sqrt(m2 / "count") AS stddev, first_timestamp, last_timestamp, last_value
+                    sqrt(m2 / "count") AS stddev, p50, p90, p99, first_timestamp,
+                    last_timestamp, last_value
                 FROM {_WINDOW_STORE}"""
             )
             for label in window_labels:

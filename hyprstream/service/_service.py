@@ -73,7 +73,7 @@ class Hyprstream:
         self._labels: dict[str, pa.DataType] = {}
         self._lock = threading.RLock()
         self._dirty: set[tuple[WindowSize, int]] = set()
-        self._closed: list[tuple[WindowSize, int, StateColumns]] = []
+        self._closed: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
         self._evict: dict[WindowSize, int] = {}
         self._appender = _Appender(cache)
 
@@ -201,9 +201,9 @@ class Hyprstream:
 
     def _record(self, changes: StoreChanges) -> None:
         self._dirty.update(changes.updated)
-        for size, start, block in changes.closed:
+        for size, start, block, quantiles in changes.closed:
             self._dirty.discard((size, start))
-            self._closed.append((size, start, block))
+            self._closed.append((size, start, block, quantiles))
         for size, cutoff in changes.evict_before.items():
             self._evict[size] = max(cutoff, self._evict.get(size, cutoff))
 
@@ -211,15 +211,15 @@ class Hyprstream:
         """Bring the hot cache's window table up to date with the store (under the lock)."""
         if not (self._dirty or self._closed or self._evict):
             return
-        blocks: list[tuple[WindowSize, int, StateColumns]] = list(self._closed)
+        blocks: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = list(self._closed)
         for size, start in self._dirty:
             block = self.store.open_blocks(size).get(start)
             if block is not None:
-                blocks.append((size, start, block))
+                blocks.append((size, start, block, self.store.block_quantiles(size, start, block)))
         keys = pa.table(
             {
-                "window": pa.array([size.label for size, _, _ in blocks], pa.utf8()),
-                "window_start": pa.array([start for _, start, _ in blocks], TIMESTAMP_TYPE),
+                "window": pa.array([size.label for size, _, _, _ in blocks], pa.utf8()),
+                "window_start": pa.array([start for _, start, _, _ in blocks], TIMESTAMP_TYPE),
             }
         )
         self.cache.replace_windows(keys, self._window_rows(blocks))
@@ -229,20 +229,26 @@ class Hyprstream:
         self._closed.clear()
         self._evict.clear()
 
-    def _window_rows(self, blocks: Sequence[tuple[WindowSize, int, StateColumns]]) -> pa.Table:
+    def _window_rows(
+        self, blocks: Sequence[tuple[WindowSize, int, StateColumns, np.ndarray | None]]
+    ) -> pa.Table:
         if not blocks:
             return pa.table({})
-        lengths = [len(b) for _, _, b in blocks]
+        lengths = [len(b) for _, _, b, _ in blocks]
 
         def cat(name: str) -> np.ndarray:
-            return np.concatenate([getattr(b, name) for _, _, b in blocks])
+            return np.concatenate([getattr(b, name) for _, _, b, _ in blocks])
 
-        starts = np.repeat(np.array([s for _, s, _ in blocks], dtype=np.int64), lengths)
-        sizes = np.repeat(np.array([z.micros for z, _, _ in blocks], dtype=np.int64), lengths)
+        starts = np.repeat(np.array([s for _, s, _, _ in blocks], dtype=np.int64), lengths)
+        sizes = np.repeat(np.array([z.micros for z, _, _, _ in blocks], dtype=np.int64), lengths)
         labels = pa.DictionaryArray.from_arrays(
             pa.array(np.repeat(np.arange(len(blocks), dtype=np.int32), lengths)),
-            pa.array([z.label for z, _, _ in blocks], pa.utf8()),
+            pa.array([z.label for z, _, _, _ in blocks], pa.utf8()),
         ).cast(pa.utf8())
+        quantiles = np.concatenate(
+            [q if q is not None else np.full((len(b), 3), np.nan) for _, _, b, q in blocks]
+        )
+        missing = np.isnan(quantiles)
         return pa.table(
             {
                 "metric_id": self._names.take(pa.array(cat("code"))),
@@ -258,6 +264,9 @@ class Hyprstream:
                 "first_timestamp": pa.array(cat("first_ts"), TIMESTAMP_TYPE),
                 "last_timestamp": pa.array(cat("last_ts"), TIMESTAMP_TYPE),
                 "last_value": cat("last_value"),
+                "p50": pa.array(quantiles[:, 0], pa.float64(), mask=missing[:, 0]),
+                "p90": pa.array(quantiles[:, 1], pa.float64(), mask=missing[:, 1]),
+                "p99": pa.array(quantiles[:, 2], pa.float64(), mask=missing[:, 2]),
             }
         )
 

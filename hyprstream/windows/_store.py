@@ -32,7 +32,9 @@ import numpy as np
 from hyprstream.errors import ConfigError
 from hyprstream.windows._columnar import (
     Partials,
+    SortedSamples,
     StateColumns,
+    _segments,
     aggregate,
     blocks,
     partials,
@@ -41,6 +43,7 @@ from hyprstream.windows._columnar import (
     sort_samples,
     upsert,
 )
+from hyprstream.windows._sketch import Sketches, keys_of
 from hyprstream.windows._spec import DEFAULT_SIZES, WindowSize
 
 __all__ = [
@@ -82,6 +85,7 @@ class IngestPlan:
     running_count: np.ndarray
     running_sum: np.ndarray
     partials: Mapping[WindowSize, list[tuple[int, StateColumns]]]
+    sketches: Mapping[WindowSize, list[tuple[int, Sketches]]]
     max_timestamp: int | None
     base_version: int
 
@@ -95,7 +99,10 @@ class StoreChanges:
     """What ``apply`` changed, for the shell that mirrors windows into a queryable store."""
 
     updated: list[tuple[WindowSize, int]] = field(default_factory=list)
-    closed: list[tuple[WindowSize, int, StateColumns]] = field(default_factory=list)
+    #: Closed windows: final states and their quantiles (rows aligned; None without sketches).
+    closed: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = field(
+        default_factory=list
+    )
     evict_before: dict[WindowSize, int] = field(default_factory=dict)
 
 
@@ -109,6 +116,7 @@ class WindowStore:
         running: WindowSize | None = None,
         lateness_us: int = DEFAULT_LATENESS_US,
         retention_us: Mapping[WindowSize, int] | None = None,
+        quantiles: Sequence[WindowSize] | None = None,
     ) -> None:
         if not sizes:
             raise ConfigError("at least one window size is needed")
@@ -138,6 +146,18 @@ class WindowStore:
                 self._rollup_source[size] = divisors[-1]
         self._max_ts: int | None = None
         self._version = 0  # bumped by every change, so stale plans are refused
+        # Sizes whose windows carry quantile sketches (default: all).
+        self.quantile_sizes: tuple[WindowSize, ...] = (
+            self.sizes if quantiles is None else tuple(sorted(set(quantiles)))
+        )
+        unknown = set(self.quantile_sizes) - set(self.sizes)
+        if unknown:
+            raise ConfigError(
+                f"quantiles requested for {', '.join(s.label for s in sorted(unknown))}, "
+                "which are not configured window sizes"
+            )
+        # Sketches of open windows only: compacted part and parts from batches since.
+        self._sketches: dict[WindowSize, dict[int, list[Sketches]]] = {s: {} for s in self.sizes}
 
     # -- time ------------------------------------------------------------------------------
 
@@ -185,6 +205,7 @@ class WindowStore:
             source = self._rollup_source.get(size)
             by_size[size] = partials(s, size) if source is None else rollup(by_size[source], size)
         partial_blocks = {size: blocks(p) for size, p in by_size.items()}
+        sketches = self._sketch_parts(s)
         order = np.concatenate((on_time_rows[s.order], late_rows)).astype(np.intp)
         pad = len(late_rows)
         new_max = self._max_ts
@@ -197,6 +218,7 @@ class WindowStore:
             running_count=np.concatenate((run_count, np.zeros(pad, np.int64))),
             running_sum=np.concatenate((run_sum, np.zeros(pad, np.float64))),
             partials=partial_blocks,
+            sketches=sketches,
             max_timestamp=new_max,
             base_version=self._version,
         )
@@ -212,6 +234,8 @@ class WindowStore:
             for start, part in parts:
                 open_blocks[start] = upsert(open_blocks.get(start), part)
                 updated.append((size, start))
+        for size, raw in plan.sketches.items():
+            self._add_sketches(size, raw)
         self._max_ts = plan.max_timestamp
         changes = self.close_due()
         changes.updated.extend(updated)
@@ -230,6 +254,8 @@ class WindowStore:
             open_blocks = self._open[size]
             for start, part in aggregate(s, size):
                 open_blocks[start] = upsert(open_blocks.get(start), part)
+        for size, raw in self._sketch_parts(s).items():
+            self._add_sketches(size, raw)
         batch_max = int(s.ts.max())
         self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
 
@@ -242,10 +268,68 @@ class WindowStore:
         for size in self.sizes:
             open_blocks = self._open[size]
             for start in sorted(s for s in open_blocks if s + size.micros <= wm):
-                changes.closed.append((size, start, open_blocks.pop(start)))
+                block = open_blocks.pop(start)
+                final = self.block_quantiles(size, start, block)
+                self._sketches[size].pop(start, None)
+                changes.closed.append((size, start, block, final))
         for size in self.sizes:
             changes.evict_before[size] = self._max_ts - self.retention_us[size]
         return changes
+
+    # -- sketches ----------------------------------------------------------------------------
+
+    def _sketch_parts(self, s: SortedSamples) -> dict[WindowSize, list[tuple[int, Sketches]]]:
+        """Raw sketches of a sorted batch, per size and window start."""
+        if not len(s) or not self.quantile_sizes:
+            return {}
+        keys = keys_of(s.value)
+        out: dict[WindowSize, list[tuple[int, Sketches]]] = {}
+        for size in self.quantile_sizes:
+            seg, starts = _segments(s, size)
+            ends = np.append(seg[1:], len(s))
+            seg_code, seg_start = s.code[seg], starts[seg]
+            order = np.lexsort((seg_code, seg_start))
+            cut = np.flatnonzero(np.diff(seg_start[order])) + 1
+            parts = []
+            for group in np.split(order, cut):
+                lengths = ends[group] - seg[group]
+                offsets = np.concatenate(([0], np.cumsum(lengths)))
+                rows = np.repeat(seg[group] - offsets[:-1], lengths) + np.arange(offsets[-1])
+                parts.append(
+                    (
+                        int(seg_start[group[0]]),
+                        Sketches.of_runs(seg_code[group], offsets, keys[rows]),
+                    )
+                )
+            out[size] = parts
+        return out
+
+    def _add_sketches(self, size: WindowSize, raw: list[tuple[int, Sketches]]) -> None:
+        pending = self._sketches[size]
+        for start, sketch in raw:
+            parts = pending.setdefault(start, [])
+            parts.append(sketch)
+            # Keep memory bounded: compact once the raw parts outgrow the compacted one.
+            raw_entries = sum(len(p.keys) for p in parts[1:])
+            if len(parts) > 16 or raw_entries > max(262_144, 4 * len(parts[0].keys)):
+                pending[start] = [Sketches.merge(parts)]
+
+    def block_quantiles(
+        self, size: WindowSize, start: int, block: StateColumns
+    ) -> np.ndarray | None:
+        """Quantile estimates of an open window's metrics, rows aligned with ``block``."""
+        parts = self._sketches[size].get(start)
+        if not parts:
+            return None
+        merged = Sketches.merge(parts)
+        self._sketches[size][start] = [merged]
+        if not np.array_equal(merged.code, block.code):
+            raise AssertionError("window sketches out of step with window states")
+        return merged.quantiles()
+
+    @property
+    def sketch_bytes(self) -> int:
+        return sum(p.nbytes for by in self._sketches.values() for ps in by.values() for p in ps)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -256,16 +340,6 @@ class WindowStore:
         for size in self.sizes:
             for start, block in sorted(self._open[size].items()):
                 yield size, start, block
-
-    def restore(
-        self, blocks: Sequence[tuple[WindowSize, int, StateColumns]], max_timestamp: int | None
-    ) -> None:
-        """Reset to the given open blocks and stream time (used when warming from a backend)."""
-        self._version += 1
-        self._open = {s: {} for s in self.sizes}
-        for size, start, block in blocks:
-            self._open[size][start] = block
-        self._max_ts = max_timestamp
 
     @property
     def open_state_bytes(self) -> int:

@@ -142,3 +142,18 @@ def test_config_is_immutable() -> None:
     c = Config()
     with pytest.raises(AttributeError):
         c.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [(None, ["1h", "1d"]), ("all", ["5m", "30m", "1h", "1d"]), ("none", []), ("5m,1d", ["5m", "1d"])],
+)
+def test_quantile_windows(given: str | None, expected: list[str]) -> None:
+    c = load_config(flags={"quantile_windows": given})
+    assert [w.label for w in c.quantile_sizes] == expected
+
+
+def test_quantiles_for_unknown_sizes_are_refused() -> None:
+    with pytest.raises(ConfigError, match="quantiles requested for 2h"):
+        load_config(flags={"quantile_windows": "2h"})
+    assert [w.label for w in load_config(flags={"windows": "1m,5m"}).quantile_sizes] == ["5m"]

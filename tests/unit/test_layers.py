@@ -21,7 +21,7 @@ LAYERS = {
     "service": 6, "app": 6, "config": 6, "cli": 6, "__init__": 6,
 }
 PURE = {"errors", "_secrets", "_version", "model", "windows", "cachepolicy"}
-PURE_FILES = {"flightsql/_protocol.py"}
+PURE_FILES = {"flightsql/_protocol.py", "flightsql/_metadata.py"}
 FORBIDDEN_IN_PURE = {"duckdb", "adbc_driver_manager", "adbc_driver_postgresql", "adbc_driver_sqlite",
                      "adbc_driver_duckdb", "adbc_driver_flightsql", "pyarrow.flight", "socket",
                      "threading", "asyncio", "subprocess", "time", "datetime", "os", "grpc"}

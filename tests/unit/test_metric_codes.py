@@ -55,7 +55,7 @@ def test_many_ids_round_trip() -> None:
 def test_hash_collisions_cost_time_not_correctness(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codes_module, "hash_strings", lambda s: np.zeros(len(s), np.uint64))
     d = MetricDictionary()
-    codes, new = d.encode(pa.array(["a", "b", "c"]))
+    _, new = d.encode(pa.array(["a", "b", "c"]))
     d.commit(new)
     again, new = d.encode(pa.array(["c", "b", "a", "d"]))
     assert new == ["d"]

@@ -208,7 +208,7 @@ def test_windows_close_once_the_watermark_passes_their_end() -> None:
     _, changes = ingest(st, [(1, 0, 1.0)])
     assert changes.closed == []
     _, changes = ingest(st, [(1, 15 * MIN, 1.0)])  # watermark = 5m: closes [0, 5m)
-    assert [(size, start) for size, start, _ in changes.closed] == [(M5, 0)]
+    assert [(size, start) for size, start, _, _ in changes.closed] == [(M5, 0)]
     assert changes.evict_before[M5] == 15 * MIN - 6 * HOUR
 
 
