@@ -34,7 +34,7 @@ from conformance.process import ServerProcess, spawn_server
 from hyprstream.backend import DuckDBHotCache, MemoryBackend
 from hyprstream.model import MetricDictionary
 from hyprstream.service import Hyprstream
-from hyprstream.windows import WindowStore
+from hyprstream.windows import DEFAULT_SIZES, WindowSize, WindowStore
 
 ROWS = 2_000_000
 BATCH_ROWS = 65_536
@@ -88,15 +88,21 @@ def record(name: str, seconds: list[float], **extra: Any) -> None:
     }
 
 
-def test_aggregate(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> None:
+@pytest.mark.parametrize("quantiles", ["default", "all", "none"])
+def test_aggregate(benchmark: Any, data: tuple[int, list[pa.RecordBatch]], quantiles: str) -> None:
     series, bs = data
     decoded = [
         (b.column(0), b.column(1).cast(pa.int64()).to_numpy(), b.column(2).to_numpy()) for b in bs
     ]
     stores: list[WindowStore] = []
+    sketched = {
+        "default": [WindowSize.parse("1h"), WindowSize.parse("1d")],
+        "all": list(DEFAULT_SIZES),
+        "none": [],
+    }[quantiles]
 
     def run() -> None:
-        store, names = WindowStore(), MetricDictionary()
+        store, names = WindowStore(quantiles=sketched), MetricDictionary()
         for ids, ts, values in decoded:
             codes, new = names.encode(ids)
             names.commit(new)
@@ -107,12 +113,61 @@ def test_aggregate(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> No
     seconds = list(benchmark.stats.stats.data) if benchmark.stats else [1.0]
     store = stores[-1]
     states = sum(len(b) for _, _, b in store.iter_open())
+    sketched_states = sum(len(b) for z, _, b in store.iter_open() if z in sketched)
     record(
-        f"aggregate/{series}",
+        f"aggregate/{series}/quantiles={quantiles}",
         seconds,
         open_states=states,
-        store_bytes_per_state=store.open_state_bytes / max(states, 1),
+        state_bytes_per_window=store.open_state_bytes / max(states, 1),
+        sketch_bytes_per_sketched_window=store.sketch_bytes / max(sketched_states, 1),
     )
+
+
+def test_window_table_bytes() -> None:
+    """The hot cache's copy of window states: DuckDB memory per window row."""
+    cache = DuckDBHotCache(window_labels=["5m"])
+
+    def used() -> int:
+        value = cache.query("SELECT sum(memory_usage_bytes) AS b FROM duckdb_memory()")
+        return int(value.column("b")[0].as_py())
+
+    before = used()
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    ts = pa.array(rng.integers(0, 10**15, n), pa.timestamp("us", tz="UTC"))
+    f = pa.array(rng.random(n))
+    rows = pa.table(
+        {
+            "metric_id": pa.array([f"host{i % 1000:04d}.cpu{i % 100:02d}" for i in range(n)]),
+            "window": pa.array(["5m"] * n),
+            "window_start": ts,
+            "window_end": ts,
+            "count": pa.array(rng.integers(1, 100, n)),
+            "sum": f,
+            "mean": f,
+            "min": f,
+            "max": f,
+            "m2": f,
+            "first_timestamp": ts,
+            "last_timestamp": ts,
+            "last_value": f,
+            "p50": f,
+            "p90": f,
+            "p99": f,
+        }
+    )
+    cache.replace_windows(
+        pa.table(
+            {
+                "window": pa.array([], pa.utf8()),
+                "window_start": pa.array([], pa.timestamp("us", tz="UTC")),
+            }
+        ),
+        rows,
+    )
+    after = used()
+    cache.close()
+    _summary["results"]["window_table"] = {"duckdb_bytes_per_window_row": (after - before) / n}
 
 
 def test_service(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> None:
@@ -235,6 +290,9 @@ def summary() -> Iterator[None]:
     yield
     lines = [f"ingest throughput: {ROWS:,} samples in batches of {BATCH_ROWS:,}, 4 window sizes"]
     for name, r in _summary["results"].items():
+        if "rows_per_s_best" not in r:
+            lines.append(f"  {name:<24} " + ", ".join(f"{k}={v:,.0f}" for k, v in r.items()))
+            continue
         verdict = ""
         if name.startswith("doput/"):
             verdict = "MET" if r["rows_per_s_best"] >= TARGET_ROWS_PER_S else "MISSED"
@@ -244,7 +302,7 @@ def summary() -> Iterator[None]:
             if k not in ("rows_per_s_best", "rows_per_s_median", "rounds")
         )
         lines.append(
-            f"  {name:<24} best {r['rows_per_s_best']:>12,.0f} rows/s  median "
+            f"  {name:<34} best {r['rows_per_s_best']:>12,.0f} rows/s  median "
             f"{r['rows_per_s_median']:>12,.0f} rows/s  {verdict:<6} {extras}"
         )
     print("\n" + "\n".join(lines))

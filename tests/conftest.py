@@ -6,6 +6,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+#: Fixtures that find or start a real PostgreSQL (tests/integration/postgres.py).
+pytest_plugins = ["tests.integration.postgres"]
+
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
     "ci",
