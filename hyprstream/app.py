@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from hyprstream._secrets import redact_uri
-from hyprstream.backend import AdbcBackend, Backend, DuckDBHotCache, MemoryBackend, resolve_driver
+from hyprstream.backend import AdbcBackend, Backend, DuckDBHotCache, MemoryBackend
+from hyprstream.backend._adbc import connection_settings
+from hyprstream.backend._duckdb_cache import WINDOW_STORE_SCHEMA
+from hyprstream.cachepolicy import CachePolicy
 from hyprstream.config import Config
 from hyprstream.errors import ConfigError
 from hyprstream.flightsql._server import FlightSqlServer
-from hyprstream.service import Hyprstream
+from hyprstream.service import Hyprstream, ServiceOptions
 from hyprstream.windows import WindowStore
 
 __all__ = ["EMBEDDED_FILE", "Node", "build_backend", "build_service", "start"]
@@ -33,21 +35,22 @@ def build_backend(config: Config) -> Backend:
                 f"cannot create the data directory {str(config.data_dir)!r}: {exc.strerror}"
             ) from None
         path = config.data_dir / EMBEDDED_FILE
-        spec = resolve_driver("", driver="duckdb")
-        return AdbcBackend(str(path), spec=spec, display=f"embedded DuckDB at {path}")
+        settings = connection_settings(
+            str(path),
+            options={"driver": "duckdb", "pool_max": "1"},
+            display=f"embedded DuckDB at {path}",
+        )
+        return AdbcBackend(settings, window_schema=WINDOW_STORE_SCHEMA)
     assert config.engine_connection is not None
-    options = dict(config.engine_options)
-    spec = resolve_driver(
+    password = config.engine_password.reveal() if config.engine_password is not None else None
+    settings = connection_settings(
         config.engine_connection,
-        driver=options.pop("driver", None),
-        driver_path=options.pop("driver_path", None),
+        options=config.engine_options,
+        username=config.engine_username,
+        password=password,
     )
-    return AdbcBackend(
-        config.engine_connection,
-        spec=spec,
-        db_kwargs=options,
-        display=f"{spec.name} at {redact_uri(config.engine_connection)}",
-    )
+    secrets = [password] if password else []
+    return AdbcBackend(settings, window_schema=WINDOW_STORE_SCHEMA, secrets=secrets)
 
 
 def build_service(config: Config) -> Hyprstream:
@@ -64,7 +67,15 @@ def build_service(config: Config) -> Hyprstream:
             retention_us={w: config.retention_for(w) for w in config.windows},
             quantiles=config.quantile_sizes,
         )
-        service = Hyprstream(backend=backend, cache=cache, store=store)
+        options = ServiceOptions(
+            hot_max_duration_us=config.cache_max_duration_us,
+            result_cache=CachePolicy(
+                ttl_ns=config.cache_ttl_us * 1_000,
+                max_bytes=config.cache_max_bytes,
+                max_entries=1_000,
+            ),
+        )
+        service = Hyprstream(backend=backend, cache=cache, store=store, options=options)
         loaded = service.warm()
     except BaseException:
         backend.close()

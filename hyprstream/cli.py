@@ -128,6 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DSN",
         help="DuckDB database of the hot cache (default ':memory:')",
     )
+    cache.add_argument(
+        "--cache-max-duration",
+        metavar="DURATION",
+        help="hot samples older than this (wall clock) leave the hot cache; queries that need "
+        "them read through to the backend (default 24h; 'none' keeps everything)",
+    )
+    cache.add_argument(
+        "--cache-ttl",
+        metavar="DURATION",
+        help="how long a read-through (backend) query result is reused (default 60s)",
+    )
+    cache.add_argument(
+        "--cache-max-bytes",
+        metavar="SIZE",
+        help="total size of read-through results kept, least recently used dropped first "
+        "(default 256MiB)",
+    )
 
     windows = p.add_argument_group("windows")
     windows.add_argument(
@@ -167,6 +184,9 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "cache_enabled": args.enable_cache,
         "cache_engine": args.cache_engine,
         "cache_connection": args.cache_connection,
+        "cache_max_duration": args.cache_max_duration,
+        "cache_ttl": args.cache_ttl,
+        "cache_max_bytes": args.cache_max_bytes,
         "windows": args.windows,
         "running_window": args.running_window,
         "allowed_lateness": args.allowed_lateness,

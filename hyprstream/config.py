@@ -27,7 +27,7 @@ from hyprstream.windows import (
     default_retention,
 )
 
-__all__ = ["ENGINES", "Config", "Secret", "load_config", "parse_duration"]
+__all__ = ["ENGINES", "Config", "Secret", "load_config", "parse_bytes", "parse_duration"]
 
 ENGINES = ("embedded", "adbc", "memory")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -69,6 +69,28 @@ class Secret:
         return hash(self._value)
 
 
+_BYTES = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_BYTE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "kib": 2**10,
+    "mb": 10**6,
+    "mib": 2**20,
+    "gb": 10**9,
+    "gib": 2**30,
+}
+
+
+def parse_bytes(text: str | int) -> int:
+    """``'256MiB'``, ``'1GB'``, ``'4096'`` in bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _BYTES.match(str(text))
+    if not match:
+        raise ConfigError(f"invalid size {text!r} (use e.g. 512MiB, 2GB, 1048576)")
+    return int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "b").lower()]
+
+
 def parse_duration(text: str | int, *, what: str) -> int:
     """``'90s'``, ``'5m'``, ``'1h'``, ``'2d'`` (or a bare number of seconds) in microseconds."""
     if isinstance(text, int) and not isinstance(text, bool):
@@ -95,6 +117,11 @@ class Config:
     cache_enabled: bool = True
     cache_engine: str = "duckdb"
     cache_connection: str = ":memory:"
+    #: Hot samples older than this (wall clock) leave the hot cache; None: kept forever.
+    cache_max_duration_us: int | None = 24 * 3_600_000_000
+    #: Read-through results: time to live and total size.
+    cache_ttl_us: int = 60_000_000
+    cache_max_bytes: int = 256 * 1024**2
     windows: tuple[WindowSize, ...] = DEFAULT_SIZES
     running_window: WindowSize = DEFAULT_SIZES[0]
     allowed_lateness_us: int = DEFAULT_LATENESS_US
@@ -209,13 +236,18 @@ def _from_toml(path: Path) -> dict[str, Any]:
         out["engine_username"] = storage["username"]
     if "password" in storage:
         out["engine_password"] = storage["password"]
-    cache = _section(data, "cache", {"enabled", "engine", "connection"})
+    cache = _section(
+        data, "cache", {"enabled", "engine", "connection", "max_duration", "ttl", "max_bytes"}
+    )
     if "enabled" in cache:
         out["cache_enabled"] = bool(cache["enabled"])
     if "engine" in cache:
         out["cache_engine"] = cache["engine"]
     if "connection" in cache:
         out["cache_connection"] = cache["connection"]
+    for key in ("max_duration", "ttl", "max_bytes"):
+        if key in cache:
+            out[f"cache_{key}"] = cache[key]
     windows = _section(
         data, "windows", {"sizes", "running", "allowed_lateness", "retention", "quantiles"}
     )
@@ -298,6 +330,15 @@ def load_config(
                 WindowSize.parse(str(k)): parse_duration(v, what=f"retention of {k} windows")
                 for k, v in value.items()
             }
+        elif key == "cache_max_duration":
+            text = str(value).strip().lower()
+            kwargs["cache_max_duration_us"] = (
+                None if text in ("none", "0") else parse_duration(value, what="cache max duration")
+            )
+        elif key == "cache_ttl":
+            kwargs["cache_ttl_us"] = parse_duration(value, what="cache ttl")
+        elif key == "cache_max_bytes":
+            kwargs["cache_max_bytes"] = parse_bytes(value)
         elif key == "engine_password":
             kwargs[key] = value if isinstance(value, Secret) else Secret(str(value))
         elif key == "data_dir":

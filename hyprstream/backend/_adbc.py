@@ -1,9 +1,14 @@
 """The ADBC backend adapter: any ADBC driver, by package name or by shared-library path.
 
 Built-in names: ``duckdb`` (the embedded default, DuckDB's own ADBC driver), ``sqlite`` and
-``postgresql``. The stored table is created from the Arrow schema by the driver itself
-(``adbc_ingest`` in create mode), so column types are the driver's own mapping; label
-columns added later use the same mapping through sqlglot's dialects.
+``postgresql``. Tables are created from their Arrow schemas by the driver's own bulk-ingest
+mapping (``adbc_ingest`` in create mode); label columns added later use the same types via
+sqlglot's dialects.
+
+Connection options that are hyprstream's, not the driver's, are taken out of the URI and the
+options before the driver sees them (spec/backend.md, BE-7): ``pool_min`` and ``pool_max``
+bound the connection pool, ``connect_timeout`` (seconds) bounds opening a connection and
+``write_timeout`` (seconds) bounds a batch's write and commit.
 """
 
 from __future__ import annotations
@@ -11,30 +16,56 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib
+import logging
 import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import adbc_driver_manager
 import adbc_driver_manager.dbapi as adbc_dbapi
 import pyarrow as pa
 from sqlglot import exp
 
-from hyprstream._secrets import redact_text
+from hyprstream._secrets import redact_text, redact_uri
+from hyprstream.backend._port import (
+    BATCH_SCHEMA,
+    BATCHES_TABLE,
+    METRICS_TABLE,
+    WINDOWS_TABLE,
+    BatchAck,
+    DuplicateBatch,
+    StoredBatch,
+)
 from hyprstream.backend._types import duckdb_type
-from hyprstream.errors import ConfigError, Unavailable
-from hyprstream.model import METRIC_ID, TIMESTAMP, metrics_schema
+from hyprstream.errors import ConfigError, InvalidQuery, Unavailable
+from hyprstream.model import METRIC_ID, RUNNING_COUNT, TIMESTAMP, metrics_schema
 
-__all__ = ["AdbcBackend", "DriverSpec", "resolve_driver"]
+__all__ = [
+    "AdbcBackend",
+    "ConnectionSettings",
+    "DriverSpec",
+    "connection_settings",
+    "resolve_driver",
+]
+
+log = logging.getLogger("hyprstream.backend")
+
+#: Options hyprstream consumes itself (BE-7), with their defaults.
+POOL_MIN, POOL_MAX, CONNECT_TIMEOUT_S, WRITE_TIMEOUT_S = 1, 4, 10.0, 30.0
+_OWN_OPTIONS = frozenset({"pool_min", "pool_max", "connect_timeout", "write_timeout"})
 
 
 @dataclass(frozen=True, slots=True)
 class DriverSpec:
     """How to load an ADBC driver and which SQL dialect its database speaks."""
 
-    module: str | None  # a Python package exposing .dbapi.connect, or None with driver_path
+    module: str | None  # a Python package with connect() -> AdbcDatabase, or None with driver_path
     dialect: str  # sqlglot dialect name
     driver_path: str | None = None
+    entrypoint: str | None = None
     index: bool = True  # create the (metric_id, timestamp) index
 
     @property
@@ -44,181 +75,607 @@ class DriverSpec:
 
 _KNOWN = {
     "duckdb": DriverSpec("adbc_driver_duckdb", "duckdb", index=False),
-    "adbc_driver_duckdb": DriverSpec("adbc_driver_duckdb", "duckdb", index=False),
     "sqlite": DriverSpec("adbc_driver_sqlite", "sqlite"),
-    "adbc_driver_sqlite": DriverSpec("adbc_driver_sqlite", "sqlite"),
     "postgresql": DriverSpec("adbc_driver_postgresql", "postgres"),
-    "postgres": DriverSpec("adbc_driver_postgresql", "postgres"),
-    "adbc_driver_postgresql": DriverSpec("adbc_driver_postgresql", "postgres"),
 }
+_ALIASES = {
+    "adbc_driver_duckdb": "duckdb",
+    "adbc_driver_sqlite": "sqlite",
+    "file": "sqlite",
+    "postgres": "postgresql",
+    "adbc_driver_postgresql": "postgresql",
+}
+
+
+def _known(name: str) -> DriverSpec | None:
+    return _KNOWN.get(_ALIASES.get(name, name))
 
 
 def resolve_driver(
     uri: str, *, driver: str | None = None, driver_path: str | None = None
 ) -> DriverSpec:
     """Pick the driver from an explicit name, a shared-library path, or the URI's scheme."""
-    if driver_path:
-        scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-        dialect = _KNOWN[scheme].dialect if scheme in _KNOWN else "postgres"
-        return DriverSpec(None, dialect, driver_path=driver_path)
-    if driver:
-        if driver in _KNOWN:
-            return _KNOWN[driver]
-        return DriverSpec(driver, "duckdb")
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-    if scheme in ("postgresql", "postgres"):
-        return _KNOWN["postgresql"]
-    if scheme in ("sqlite", "file"):
-        return _KNOWN["sqlite"]
-    if scheme == "duckdb":
-        return _KNOWN["duckdb"]
-    raise ConfigError(
-        "cannot tell which ADBC driver to use for this connection; use a postgresql://, "
-        "sqlite:// or duckdb:// URI, or set --engine-options driver=<package> or driver_path=<file>"
+    if driver_path:
+        spec = _known(scheme)
+        return DriverSpec(None, spec.dialect if spec else "postgres", driver_path=driver_path)
+    if driver:
+        return _known(driver) or DriverSpec(driver, "duckdb")
+    spec = _known(scheme)
+    if spec is None:
+        raise ConfigError(
+            "cannot tell which ADBC driver to use for this connection; use a postgresql://, "
+            "sqlite:// or duckdb:// URI, or set --engine-options driver=<package> or "
+            "driver_path=<file>"
+        )
+    return spec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionSettings:
+    """A backend connection, ready for the driver; ``repr`` shows no secret."""
+
+    uri: str = field(repr=False)  # credentials applied: never logged
+    display: str
+    spec: DriverSpec
+    db_kwargs: Mapping[str, str] = field(default_factory=dict, repr=False)
+    pool_min: int = POOL_MIN
+    pool_max: int = POOL_MAX
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    write_timeout_s: float = WRITE_TIMEOUT_S
+
+
+def _number(name: str, text: str, kind: Callable[[str], Any]) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"backend option {name} must be a number, got {text!r}") from None
+    if value <= 0 if name != "pool_min" else value < 0:
+        raise ConfigError(f"backend option {name} must be positive, got {text!r}")
+    return value
+
+
+def connection_settings(
+    uri: str,
+    *,
+    options: Mapping[str, str] | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    display: str | None = None,
+) -> ConnectionSettings:
+    """Split hyprstream's own options from the driver's and apply credentials (BE-7, CFG-4).
+
+    ``username`` and ``password`` (already chosen by precedence: environment, then flags)
+    replace any in the URI; without them the URI's own are used.
+    """
+    opts = dict(options or {})
+    spec = resolve_driver(
+        uri, driver=opts.pop("driver", None), driver_path=opts.pop("driver_path", None)
+    )
+    parts = urllib.parse.urlsplit(uri)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    own = {k: v for k, v in query if k in _OWN_OPTIONS}
+    own.update({k: opts.pop(k) for k in list(opts) if k in _OWN_OPTIONS})
+    kept = urllib.parse.urlencode([(k, v) for k, v in query if k not in _OWN_OPTIONS])
+    netloc = parts.netloc
+    if username is not None or password is not None:
+        host = netloc.rsplit("@", 1)[-1]
+        old_user = (
+            urllib.parse.unquote(netloc.rsplit("@", 1)[0].split(":", 1)[0]) if "@" in netloc else ""
+        )
+        user = username if username is not None else old_user
+        userinfo = urllib.parse.quote(user, safe="")
+        if password is not None:
+            userinfo += ":" + urllib.parse.quote(password, safe="")
+        netloc = f"{userinfo}@{host}" if userinfo else host
+    clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, kept, parts.fragment))
+    if spec.module != "adbc_driver_postgresql" and spec.driver_path is None:
+        # Drivers without URI credentials take the standard ADBC options.
+        if username is not None:
+            opts.setdefault("username", username)
+        if password is not None:
+            opts.setdefault("password", password)
+    pool_min = _number("pool_min", own.get("pool_min", str(POOL_MIN)), int)
+    pool_max = _number("pool_max", own.get("pool_max", str(POOL_MAX)), int)
+    if pool_min > pool_max:
+        raise ConfigError(f"backend option pool_min ({pool_min}) exceeds pool_max ({pool_max})")
+    return ConnectionSettings(
+        uri=clean,
+        display=display or f"{spec.name} at {redact_uri(clean)}",
+        spec=spec,
+        db_kwargs=opts,
+        pool_min=pool_min,
+        pool_max=pool_max,
+        connect_timeout_s=_number(
+            "connect_timeout", own.get("connect_timeout", str(CONNECT_TIMEOUT_S)), float
+        ),
+        write_timeout_s=_number(
+            "write_timeout", own.get("write_timeout", str(WRITE_TIMEOUT_S)), float
+        ),
     )
 
 
-def _connect(spec: DriverSpec, uri: str, db_kwargs: Mapping[str, str]) -> Any:
+def _open_database(settings: ConnectionSettings) -> adbc_driver_manager.AdbcDatabase:
+    spec = settings.spec
+    kwargs = dict(settings.db_kwargs)
     if spec.driver_path is not None:
-        return adbc_dbapi.connect(
-            driver=spec.driver_path, db_kwargs={"uri": uri, **db_kwargs}, autocommit=False
-        )
+        if spec.entrypoint:
+            kwargs["entrypoint"] = spec.entrypoint
+        return adbc_driver_manager.AdbcDatabase(driver=spec.driver_path, uri=settings.uri, **kwargs)
     try:
-        dbapi = importlib.import_module(f"{spec.module}.dbapi")
+        module = importlib.import_module(str(spec.module))
     except ImportError as exc:
         raise ConfigError(
             f"the ADBC driver package {spec.module!r} is not installed (pip install "
             f"{str(spec.module).replace('_', '-')})"
         ) from exc
+    uri = settings.uri
     if spec.module == "adbc_driver_duckdb":
         path = (
             uri.removeprefix("duckdb://").removeprefix("/") if uri.startswith("duckdb://") else uri
         )
-        return dbapi.connect(path or ":memory:")
+        return module.connect(path or ":memory:", **kwargs)  # type: ignore[no-any-return]
     if spec.module == "adbc_driver_sqlite":
-        path = uri.removeprefix("sqlite://") if uri.startswith("sqlite://") else uri
-        return dbapi.connect(path, db_kwargs=dict(db_kwargs) or None, autocommit=False)
-    return dbapi.connect(uri, db_kwargs=dict(db_kwargs) or None, autocommit=False)
+        return module.connect(uri.removeprefix("sqlite://") or None, db_kwargs=kwargs or None)  # type: ignore[no-any-return]
+    return module.connect(uri, db_kwargs=kwargs or None)  # type: ignore[no-any-return]
+
+
+def _clean(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """A driver error as one line, with URI passwords and known secrets redacted."""
+    text = " ".join(str(exc).split())
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return redact_text(text)[:500]
+
+
+def _within(
+    call: Callable[[], Any],
+    settings: ConnectionSettings,
+    secrets: Sequence[str],
+    *,
+    close: Callable[[Any], None],
+) -> Any:
+    """``call()`` (which connects) within connect_timeout, on a helper thread that the caller
+    abandons when it takes longer; whatever it returns late is closed."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    abandoned = threading.Event()
+
+    def run() -> None:
+        try:
+            value = call()
+        except BaseException as exc:
+            box["error"] = exc
+        else:
+            if abandoned.is_set():
+                with contextlib.suppress(Exception):
+                    close(value)
+            else:
+                box["value"] = value
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="hyprstream-backend-connect", daemon=True).start()
+    timeout = settings.connect_timeout_s
+    if not done.wait(timeout):
+        abandoned.set()
+        raise Unavailable(
+            f"backend ({settings.display}) did not accept a connection within {timeout:g} s "
+            "(connect_timeout)"
+        )
+    if "error" in box:
+        error = box["error"]
+        if isinstance(error, ConfigError | Unavailable):
+            raise error
+        raise Unavailable(
+            f"cannot connect to the backend ({settings.display}): {_clean(error, secrets)}"
+        ) from None
+    return box["value"]
+
+
+class _Pool:
+    """A bounded pool of ADBC connections to one database, opened with a timeout."""
+
+    def __init__(self, settings: ConnectionSettings, secrets: Sequence[str]) -> None:
+        self._settings = settings
+        self._secrets = secrets
+        self._cond = threading.Condition()
+        self._idle: list[adbc_dbapi.Connection] = []
+        self._size = 0
+        self._closed = False
+        database = _within(
+            lambda: _open_database(settings), settings, secrets, close=lambda d: d.close()
+        )
+        self._db = adbc_dbapi._SharedDatabase(database)
+
+    def _open(self) -> adbc_dbapi.Connection:
+        """Open a connection within connect_timeout."""
+
+        def connect() -> adbc_dbapi.Connection:
+            handle = adbc_driver_manager.AdbcConnection(self._db._db)
+            return adbc_dbapi.Connection(self._db.clone(), handle, autocommit=False)
+
+        conn: adbc_dbapi.Connection = _within(
+            connect, self._settings, self._secrets, close=lambda c: c.close()
+        )
+        return conn
+
+    def warm(self) -> None:
+        for _ in range(self._settings.pool_min):
+            conn = self._open()
+            with self._cond:
+                self._size += 1
+                self._idle.append(conn)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[adbc_dbapi.Connection]:
+        """A connection for the duration of the block; broken connections are discarded."""
+        conn = self._acquire()
+        broken = False
+        try:
+            yield conn
+        except BaseException:
+            broken = True
+            raise
+        finally:
+            self._release(conn, broken)
+
+    def _acquire(self) -> adbc_dbapi.Connection:
+        deadline = time.monotonic() + self._settings.connect_timeout_s
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise Unavailable("the backend connection pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._size < self._settings.pool_max:
+                    self._size += 1
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Unavailable(
+                        f"no backend connection free within {self._settings.connect_timeout_s:g} s "
+                        f"(pool_max={self._settings.pool_max})"
+                    )
+                self._cond.wait(remaining)
+        try:
+            return self._open()
+        except BaseException:
+            with self._cond:
+                self._size -= 1
+                self._cond.notify()
+            raise
+
+    def _release(self, conn: adbc_dbapi.Connection, broken: bool) -> None:
+        if broken:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            with contextlib.suppress(Exception):
+                conn.close()
+        with self._cond:
+            if broken or self._closed:
+                self._size -= 1
+                if not broken:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+            else:
+                self._idle.append(conn)
+            self._cond.notify()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._size -= len(idle)
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
+        with contextlib.suppress(Exception):
+            self._db.close()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _timestamp(us: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
 
 
 class AdbcBackend:
-    """Writes each batch with ``adbc_ingest`` and commits it, one transaction per batch."""
+    """Writes each batch with ``adbc_ingest`` in one transaction on a pooled connection."""
 
     def __init__(
         self,
-        uri: str,
+        settings: ConnectionSettings,
         *,
-        spec: DriverSpec,
-        table: str = "metrics",
-        db_kwargs: Mapping[str, str] | None = None,
-        display: str | None = None,
+        window_schema: pa.Schema,
+        secrets: Sequence[str] = (),
     ) -> None:
-        self._spec = spec
-        self._table = table
-        self._display = display or spec.name
-        self._lock = threading.Lock()
+        self._settings = settings
+        self._spec = settings.spec
+        self._secrets = tuple(s for s in secrets if s)
+        self._window_schema = window_schema
+        self._schema_lock = threading.Lock()
         try:
-            self._conn = _connect(spec, uri, db_kwargs or {})
-        except ConfigError:
+            self._pool = _Pool(settings, self._secrets)
+        except (ConfigError, Unavailable):
             raise
         except Exception as exc:
             raise Unavailable(
-                f"cannot connect to the backend ({self._display}): {_clean(exc)}"
+                f"cannot connect to the backend ({settings.display}): {_clean(exc, self._secrets)}"
             ) from None
-        self._schema = self._ensure_table()
+        try:
+            self._pool.warm()
+            self._schema = self._ensure_tables()
+        except BaseException:
+            self._pool.close()
+            raise
 
     @property
     def description(self) -> str:
-        return self._display
+        return self._settings.display
 
     @property
-    def schema(self) -> pa.Schema:
-        return self._schema
+    def dialect(self) -> str:
+        return self._spec.dialect
 
-    def _quote(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    def _ensure_table(self) -> pa.Schema:
-        with self._lock, self._translate("prepare the metrics table"):
-            try:
-                existing: pa.Schema = self._conn.adbc_get_table_schema(self._table)
-            except Exception:
-                self._conn.rollback()
-                existing = None
-            if existing is None:
-                with self._conn.cursor() as cur:
-                    cur.adbc_ingest(self._table, metrics_schema().empty_table(), mode="create")
-                    if self._spec.index:
-                        cur.execute(
-                            f"CREATE INDEX IF NOT EXISTS {self._quote(self._table + '_metric_ts')} "
-                            f"ON {self._quote(self._table)} ({METRIC_ID}, {self._quote(TIMESTAMP)})"
-                        )
-                self._conn.commit()
-                existing = self._conn.adbc_get_table_schema(self._table)
-            return existing
+    @property
+    def settings(self) -> ConnectionSettings:
+        return self._settings
 
     @contextlib.contextmanager
     def _translate(self, what: str) -> Iterator[None]:
         try:
             yield
-        except (Unavailable, ConfigError):
+        except (Unavailable, ConfigError, DuplicateBatch, InvalidQuery):
             raise
         except Exception as exc:
             raise Unavailable(
-                f"backend ({self._display}) could not {what}: {_clean(exc)}"
+                f"backend ({self._settings.display}) could not {what}: {_clean(exc, self._secrets)}"
             ) from None
+
+    def _table_schema(self, conn: adbc_dbapi.Connection, table: str) -> pa.Schema | None:
+        try:
+            schema: pa.Schema = conn.adbc_get_table_schema(table)
+        except adbc_dbapi.Error:
+            conn.rollback()
+            return None
+        return schema
+
+    def _ensure_tables(self) -> pa.Schema:
+        # Each table in its own transaction: a failed existence check rolls back.
+        with (
+            self._schema_lock,
+            self._translate("prepare its tables"),
+            self._pool.connection() as conn,
+        ):
+            if self._table_schema(conn, METRICS_TABLE) is None:
+                with conn.cursor() as cur:
+                    cur.adbc_ingest(METRICS_TABLE, metrics_schema().empty_table(), mode="create")
+                    if self._spec.index:
+                        cur.execute(
+                            f"CREATE INDEX IF NOT EXISTS {_quote(METRICS_TABLE + '_metric_ts')} "
+                            f"ON {_quote(METRICS_TABLE)} ({METRIC_ID}, {_quote(TIMESTAMP)})"
+                        )
+                conn.commit()
+            if self._table_schema(conn, BATCHES_TABLE) is None:
+                with conn.cursor() as cur:
+                    cur.adbc_ingest(BATCHES_TABLE, BATCH_SCHEMA.empty_table(), mode="create")
+                    cur.execute(
+                        f"CREATE UNIQUE INDEX IF NOT EXISTS {_quote(BATCHES_TABLE + '_id')} "
+                        f"ON {_quote(BATCHES_TABLE)} (batch_id)"
+                    )
+                conn.commit()
+            if self._table_schema(conn, WINDOWS_TABLE) is None:
+                with conn.cursor() as cur:
+                    cur.adbc_ingest(WINDOWS_TABLE, self._window_schema.empty_table(), mode="create")
+                conn.commit()
+            schema = self._table_schema(conn, METRICS_TABLE)
+            conn.commit()
+            if schema is None:
+                raise Unavailable(f"backend ({self._settings.display}) lost its metrics table")
+            return schema
 
     def label_fields(self) -> list[pa.Field]:
         core = set(metrics_schema().names)
         return [f for f in self._schema if f.name not in core]
 
     def add_labels(self, fields: list[pa.Field]) -> None:
-        with self._lock, self._translate("add label columns"):
-            with self._conn.cursor() as cur:
-                for field in fields:
-                    sql_type = exp.DataType.build(duckdb_type(field.type), dialect="duckdb").sql(
+        with (
+            self._schema_lock,
+            self._translate("add label columns"),
+            self._pool.connection() as conn,
+        ):
+            with conn.cursor() as cur:
+                for f in fields:
+                    sql_type = exp.DataType.build(duckdb_type(f.type), dialect="duckdb").sql(
                         dialect=self._spec.dialect
                     )
-                    table, column = self._quote(self._table), self._quote(field.name)
-                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-            self._conn.commit()
-            self._schema = self._conn.adbc_get_table_schema(self._table)
+                    column = f"{_quote(f.name)} {sql_type}"
+                    cur.execute(f"ALTER TABLE {_quote(METRICS_TABLE)} ADD COLUMN {column}")
+            conn.commit()
+            schema = self._table_schema(conn, METRICS_TABLE)
+            conn.commit()
+            if schema is None:
+                raise Unavailable(f"backend ({self._settings.display}) lost its metrics table")
+            self._schema = schema
 
-    def write(self, rows: pa.Table) -> None:
-        with self._lock:
-            try:
-                with self._conn.cursor() as cur:
-                    cur.adbc_ingest(self._table, rows, mode="append")
-                self._conn.commit()
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    self._conn.rollback()
-                raise Unavailable(
-                    f"backend ({self._display}) did not commit the batch, so it was not "
-                    f"acknowledged: {_clean(exc)}"
-                ) from None
+    def write(self, batch: StoredBatch) -> None:
+        """Commit the batch, its closed windows and its id in one transaction (BE-1, BE-6)."""
+        timeout = self._settings.write_timeout_s
+        fired = threading.Event()
+        try:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+
+                def expire() -> None:
+                    fired.set()
+                    _cancel(cur)
+
+                timer = threading.Timer(timeout, expire)
+                timer.daemon = True
+                timer.start()
+                try:
+                    self._write(cur, batch)
+                    conn.commit()
+                finally:
+                    timer.cancel()
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if batch.batch_id is not None and _is_unique_violation(exc):
+                raise DuplicateBatch(batch.batch_id, self.batch_ack(batch.batch_id)) from None
+            reason = (
+                f"timed out after {timeout:g} s (write_timeout)"
+                if fired.is_set()
+                else _clean(exc, self._secrets)
+            )
+            raise Unavailable(
+                f"backend ({self._settings.display}) did not commit the batch, so it was not "
+                f"acknowledged: {reason}"
+            ) from None
+
+    @staticmethod
+    def _write(cur: adbc_dbapi.Cursor, batch: StoredBatch) -> None:
+        cur.adbc_ingest(METRICS_TABLE, batch.rows, mode="append")
+        if batch.windows is not None and batch.windows.num_rows:
+            cur.adbc_ingest(WINDOWS_TABLE, batch.windows, mode="append")
+        if batch.batch_id is not None:
+            ack = batch.ack or BatchAck(batch.rows.num_rows, 0)
+            marker = pa.table(
+                [
+                    pa.array([batch.batch_id], pa.utf8()),
+                    pa.array([ack.accepted], pa.int64()),
+                    pa.array([ack.late], pa.int64()),
+                    pa.array([batch.committed_at_us], pa.timestamp("us", tz="UTC")),
+                ],
+                schema=BATCH_SCHEMA,
+            )
+            cur.adbc_ingest(BATCHES_TABLE, marker, mode="append")
+
+    def _p(self, n: int) -> str:
+        """The n-th bind parameter in the driver's syntax (libpq numbers them)."""
+        return f"${n}" if self._spec.dialect == "postgres" else "?"
+
+    def _select(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            table: pa.Table = cur.fetch_arrow_table()
+            conn.commit()
+            return table
 
     def scan(self, since_us: int | None) -> Iterator[pa.RecordBatch]:
-        with self._lock, self._translate("read stored samples"):
-            with self._conn.cursor() as cur:
-                sql = f"SELECT * FROM {self._quote(self._table)}"
-                if since_us is None:
-                    cur.execute(sql)
-                else:
-                    since = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(
-                        microseconds=since_us
-                    )
-                    cur.execute(sql + f" WHERE {self._quote(TIMESTAMP)} >= ?", (since,))
-                table = cur.fetch_arrow_table()
-            self._conn.commit()
+        sql = f"SELECT * FROM {_quote(METRICS_TABLE)}"
+        with self._translate("read stored samples"):
+            if since_us is None:
+                table = self._select(sql)
+            else:
+                table = self._select(
+                    sql + f" WHERE {_quote(TIMESTAMP)} >= {self._p(1)}", [_timestamp(since_us)]
+                )
         yield from table.to_batches()
 
+    def scan_windows(self, since_end_us: int | None) -> Iterator[pa.RecordBatch]:
+        sql = f"SELECT * FROM {_quote(WINDOWS_TABLE)}"
+        with self._translate("read stored windows"):
+            if since_end_us is None:
+                table = self._select(sql)
+            else:
+                table = self._select(
+                    sql + f" WHERE window_end > {self._p(1)}", [_timestamp(since_end_us)]
+                )
+        yield from table.to_batches()
+
+    def stream_time(self) -> int | None:
+        with self._translate("read stream time"):
+            table = self._select(
+                f"SELECT max({_quote(TIMESTAMP)}) AS t FROM {_quote(METRICS_TABLE)} "
+                f"WHERE {RUNNING_COUNT} IS NOT NULL"
+            )
+        column = table.column(0).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        value = column[0].as_py()
+        return None if value is None else int(value)
+
+    def oldest_sample(self) -> int | None:
+        with self._translate("read its oldest sample"):
+            table = self._select(
+                f"SELECT min({_quote(TIMESTAMP)}) AS t FROM {_quote(METRICS_TABLE)}"
+            )
+        value = table.column(0).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())[0].as_py()
+        return None if value is None else int(value)
+
+    @property
+    def queryable(self) -> bool:
+        return True
+
+    def batch_acks(self, since_us: int | None) -> dict[str, BatchAck]:
+        sql = f"SELECT batch_id, accepted, late FROM {_quote(BATCHES_TABLE)}"
+        with self._translate("read batch ids"):
+            if since_us is None:
+                table = self._select(sql)
+            else:
+                table = self._select(
+                    sql + f" WHERE committed_at >= {self._p(1)}", [_timestamp(since_us)]
+                )
+        return {
+            r["batch_id"]: BatchAck(int(r["accepted"]), int(r["late"])) for r in table.to_pylist()
+        }
+
+    def batch_ack(self, batch_id: str) -> BatchAck | None:
+        with self._translate("read a batch id"):
+            table = self._select(
+                f"SELECT accepted, late FROM {_quote(BATCHES_TABLE)} WHERE batch_id = {self._p(1)}",
+                [batch_id],
+            )
+        rows = table.to_pylist()
+        return BatchAck(int(rows[0]["accepted"]), int(rows[0]["late"])) if rows else None
+
+    def tables(self) -> set[str]:
+        with self._translate("list its tables"), self._pool.connection() as conn:
+            objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+            conn.commit()
+        names: set[str] = set()
+        for catalog in objects:
+            for schema in catalog.get("catalog_db_schemas") or []:
+                if schema.get("db_schema_name") in ("information_schema", "pg_catalog"):
+                    continue
+                for table in schema.get("db_schema_tables") or []:
+                    names.add(table["table_name"])
+        return names - {BATCHES_TABLE, WINDOWS_TABLE}
+
+    def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
+        try:
+            return self._select(sql, params)
+        except Unavailable:
+            raise
+        except adbc_dbapi.ProgrammingError as exc:
+            raise InvalidQuery(
+                f"the backend refused the query: {_clean(exc, self._secrets)}"
+            ) from None
+        except Exception as exc:
+            raise Unavailable(
+                f"backend ({self._settings.display}) could not run the query: "
+                f"{_clean(exc, self._secrets)}"
+            ) from None
+
+    @property
+    def pool_size(self) -> int:
+        return self._pool.size
+
     def close(self) -> None:
-        with self._lock, contextlib.suppress(Exception):
-            self._conn.close()
+        self._pool.close()
 
 
-def _clean(exc: BaseException) -> str:
-    """A driver error as one line; drivers do not echo passwords, but URIs may carry them."""
-    text = " ".join(str(exc).split())
-    return redact_text(text)[:500]
+def _cancel(cursor: adbc_dbapi.Cursor) -> None:
+    with contextlib.suppress(Exception):
+        cursor.adbc_cancel()
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, adbc_dbapi.IntegrityError) or "unique" in text or "duplicate key" in text

@@ -125,6 +125,9 @@ class DuckDBHotCache:
         # Appends to ``metrics`` have their own connection, so that they can run on another
         # thread while the writer refreshes window tables (different tables, no conflicts).
         self._appender = self._connect(autocommit=False)
+        # Read-through results live in their own tables, written through their own connection.
+        self._results = self._connect(autocommit=True)
+        self._results_lock = threading.Lock()
         self._local = threading.local()
         self._labels: dict[str, pa.DataType] = {}
         with self._writer.cursor() as cur:
@@ -205,6 +208,30 @@ class DuckDBHotCache:
         except BaseException:
             self._appender.rollback()
             raise
+
+    def evict_samples(self, before_us: int) -> None:
+        """Delete hot samples older than ``before_us`` (on the appender's connection)."""
+        try:
+            with self._appender.cursor() as a:
+                a.execute(
+                    f"DELETE FROM {METRICS_TABLE} "
+                    f"WHERE timestamp < make_timestamptz({int(before_us)}::BIGINT)"
+                )
+            self._appender.commit()
+        except BaseException:
+            self._appender.rollback()
+            raise
+
+    def store_result(self, name: str, table: pa.Table) -> None:
+        with self._results_lock, self._results.cursor() as c:
+            c.adbc_ingest(name, table, mode="replace")
+
+    def read_result(self, name: str) -> pa.Table:
+        return self.query(f"SELECT * FROM {_q(name)}")
+
+    def drop_result(self, name: str) -> None:
+        with self._results_lock, self._results.cursor() as c:
+            c.execute(f"DROP TABLE IF EXISTS {_q(name)}")
 
     def replace_windows(self, keys: pa.Table, rows: pa.Table) -> None:
         """Delete the windows named in ``keys`` (window, window_start), then insert ``rows``."""

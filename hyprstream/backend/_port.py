@@ -1,22 +1,78 @@
 """The backend port: the system of record that every acknowledged batch is written through to.
 
-Contract (spec/backend.md, BE-1 to BE-5):
+Contract (spec/backend.md, BE-1 to BE-9):
 
-* ``write`` returns only after the batch is durably committed, in one transaction; if it
-  raises, nothing of the batch is committed. Failures of the datastore surface as
-  :class:`~hyprstream.errors.Unavailable`.
-* ``scan`` returns the stored samples at or after an instant, for warming the hot cache.
-* A backend never sees or logs credentials in messages it raises.
+* ``write`` returns only after the batch is durably committed, in one transaction with its
+  batch id (if any) and the windows it closed; if it raises, nothing of it is committed.
+  A batch id that is already committed raises :class:`DuplicateBatch` and changes nothing.
+  Failures and timeouts of the datastore surface as :class:`~hyprstream.errors.Unavailable`.
+* ``scan`` / ``scan_windows`` / ``stream_time`` / ``batch_acks`` give back what was stored,
+  for warming a restarted node.
+* ``query`` runs SQL in the backend's own dialect (read-through of data the hot cache does not
+  hold); ``tables`` lists what the backend holds.
+* A backend never puts credentials in the messages it raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-__all__ = ["Backend"]
+from hyprstream.errors import HyprstreamError
+
+__all__ = [
+    "BATCHES_TABLE",
+    "BATCH_SCHEMA",
+    "METRICS_TABLE",
+    "WINDOWS_TABLE",
+    "Backend",
+    "BatchAck",
+    "DuplicateBatch",
+    "StoredBatch",
+]
+
+METRICS_TABLE = "metrics"
+BATCHES_TABLE = "hyprstream_batches"
+WINDOWS_TABLE = "hyprstream_windows"
+
+#: One row per batch written with a client-supplied id (BE-6).
+BATCH_SCHEMA = pa.schema(
+    [
+        pa.field("batch_id", pa.utf8(), nullable=False),
+        pa.field("accepted", pa.int64(), nullable=False),
+        pa.field("late", pa.int64(), nullable=False),
+        pa.field("committed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAck:
+    accepted: int
+    late: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredBatch:
+    """What one write commits: the samples, the windows they closed, the batch id."""
+
+    rows: pa.Table
+    windows: pa.Table | None = None
+    batch_id: str | None = None
+    ack: BatchAck | None = None
+    committed_at_us: int = 0
+
+
+class DuplicateBatch(HyprstreamError):
+    """The batch id was committed before; the stored acknowledgement is attached."""
+
+    def __init__(self, batch_id: str, ack: BatchAck | None) -> None:
+        super().__init__(f"batch {batch_id!r} was already committed")
+        self.batch_id = batch_id
+        self.ack = ack
 
 
 @runtime_checkable
@@ -28,16 +84,50 @@ class Backend(Protocol):
         """A one-line, secret-free description for logs (driver and redacted location)."""
         ...
 
-    def write(self, rows: pa.Table) -> None:
-        """Commit ``rows`` (the full ``metrics`` schema, labels included) in one transaction."""
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect of ``query`` (a sqlglot dialect name)."""
         ...
 
+    def write(self, batch: StoredBatch) -> None: ...
+
     def add_labels(self, fields: list[pa.Field]) -> None:
-        """Add label columns to the stored table (nullable); existing rows read as NULL."""
+        """Add nullable label columns to the stored ``metrics`` table."""
         ...
+
+    def label_fields(self) -> list[pa.Field]: ...
 
     def scan(self, since_us: int | None) -> Iterator[pa.RecordBatch]:
         """Stored samples with ``timestamp >= since_us`` (all when ``None``)."""
+        ...
+
+    def scan_windows(self, since_end_us: int | None) -> Iterator[pa.RecordBatch]:
+        """Closed windows with ``window_end > since_end_us`` (all when ``None``)."""
+        ...
+
+    def stream_time(self) -> int | None:
+        """The largest timestamp of a stored on-time sample (non-NULL running count)."""
+        ...
+
+    def oldest_sample(self) -> int | None:
+        """The smallest stored timestamp."""
+        ...
+
+    @property
+    def queryable(self) -> bool:
+        """Whether ``query`` answers (the volatile in-memory backend does not)."""
+        ...
+
+    def batch_acks(self, since_us: int | None) -> dict[str, BatchAck]:
+        """Batch ids committed at or after ``since_us``, with their acknowledgements."""
+        ...
+
+    def tables(self) -> set[str]:
+        """Names of the tables a client may query through the backend."""
+        ...
+
+    def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
+        """Run one query in the backend's dialect."""
         ...
 
     def close(self) -> None: ...

@@ -74,7 +74,9 @@ class QueryShapeLike(Protocol):
 class SqlService(Protocol):
     """What the server needs from the layer below it (the service satisfies it)."""
 
-    def ingest_async(self, batch: pa.RecordBatch | pa.Table) -> Future[Any]: ...
+    def ingest_async(
+        self, batch: pa.RecordBatch | pa.Table, batch_id: str | None = None
+    ) -> Future[Any]: ...
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table: ...
     def shape(self, sql: str) -> QueryShapeLike: ...
 
@@ -186,6 +188,22 @@ class _Prepared:
     parameters: pa.RecordBatch | None = None
 
 
+def _batch_id(metadata: pa.Buffer | None, prefix: str | None, index: int) -> str | None:
+    """A client's batch id: ``{"batch_id": "..."}`` in the batch's app metadata, or the
+    descriptor's prefix and the batch's position in the stream (ING-10)."""
+    if metadata is not None and metadata.size:
+        try:
+            value = json.loads(metadata.to_pybytes())
+        except ValueError:
+            raise InvalidInput('batch app metadata must be JSON like {"batch_id": "..."}') from None
+        if not isinstance(value, dict) or not isinstance(value.get("batch_id"), str):
+            raise InvalidInput('batch app metadata must be JSON like {"batch_id": "..."}')
+        return str(value["batch_id"])
+    if prefix is not None:
+        return f"{prefix}:{index}"
+    return None
+
+
 class _Acknowledger:
     """Writes one PutResult per ingested batch, from whichever thread completes it."""
 
@@ -206,7 +224,10 @@ class _Acknowledger:
             result = future.result()
             if self._failure is not None:
                 return  # acknowledgements stay in order: none after a failed batch
-            body = json.dumps({"accepted": result.accepted, "late": result.late}).encode()
+            answer = {"accepted": result.accepted, "late": result.late}
+            if result.duplicate:
+                answer["duplicate"] = True
+            body = json.dumps(answer).encode()
             try:
                 self._writer.write(pa.py_buffer(body))
             except Exception:  # the client went away; its stream fails on its side
@@ -356,9 +377,13 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         writer: flight.FlightMetadataWriter,
     ) -> None:
         path = tuple(descriptor.path)
-        if path != INGEST_PATH:
+        if path[:1] != INGEST_PATH or len(path) > 2:
             shown = [p.decode("utf-8", "replace") for p in path]
-            raise NotFound(f"unknown ingest path {shown}: send samples to ['metrics']")
+            raise NotFound(
+                f"unknown ingest path {shown}: send samples to ['metrics'] (or "
+                "['metrics', '<batch id prefix>'])"
+            )
+        prefix = path[1].decode("utf-8", "replace") if len(path) == 2 else None
         # Acknowledgements are written as each batch's append completes (on the appender's
         # thread, in order), so a client that waits for each one before sending the next is
         # answered while this thread is already waiting for that next batch. The handler
@@ -373,7 +398,8 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
                     break
                 if chunk.data is None:
                     continue
-                future = self.service.ingest_async(chunk.data)
+                batch_id = _batch_id(chunk.app_metadata, prefix, pending)
+                future = self.service.ingest_async(chunk.data, batch_id)
                 pending += 1
                 future.add_done_callback(acks.done)
         except HyprstreamError as exc:

@@ -2,26 +2,29 @@
 
 Ingest of one batch (spec/ingest.md, ING-1 to ING-9), under one lock:
 
-1. validate the batch (nothing is stored if it is refused);
-2. plan the window merge: running totals and partial states, without changing anything;
-3. write the rows through to the backend, which commits them or raises ``Unavailable``;
+1. validate the batch (nothing is stored if it is refused); a batch id already committed is
+   acknowledged again as it was the first time, and nothing else happens (BE-6);
+2. plan the window merge: running totals, partial states, and the windows the batch closes,
+   without changing anything;
+3. write the rows, the closed windows and the batch id through to the backend, which commits
+   them in one transaction or raises ``Unavailable``;
 4. only then: merge the plan into the window store, remember which windows the queryable
-   copy must refresh, and hand the rows to the hot cache's appender.
+   copy must refresh, and hand the rows to the hot cache's appender thread.
 
-The appender is one background thread: DuckDB appends without holding the GIL, so the next
-batch is validated and planned while the previous one is appended. ``ingest_async`` returns
-a future that resolves once the batch is in the hot cache; that is when it is acknowledged.
-So an acknowledged batch is in the backend and visible to queries, and a refused one is
-nowhere. (A batch not yet acknowledged may be visible in some tables before others.)
+``ingest_async`` returns a future that resolves once the batch is in the hot cache; that is
+when it is acknowledged. So an acknowledged batch is in the backend and visible to queries,
+and a refused one is nowhere.
+
+Queries go to the hot cache when it holds everything they read, and otherwise to the backend
+through the read-through cache (see ``_routing``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hyprstream.backend import Backend, DuckDBHotCache, QueryShape
-from hyprstream.errors import InvalidQuery
+from hyprstream.backend._port import BatchAck, DuplicateBatch, StoredBatch
+from hyprstream.cachepolicy import CachePolicy
+from hyprstream.errors import InvalidInput, InvalidQuery, NotFound
 from hyprstream.model import (
     METRIC_ID,
     RUNNING_AVG,
@@ -45,29 +50,67 @@ from hyprstream.model import (
     metrics_schema,
     validate_batch,
 )
+from hyprstream.service._appender import Appender
+from hyprstream.service._readthrough import ReadThrough
+from hyprstream.service._routing import analyse, to_backend_sql
 from hyprstream.windows import StateColumns, StoreChanges, WindowSize, WindowStore
 
-__all__ = ["Hyprstream", "IngestResult"]
+__all__ = ["Hyprstream", "IngestResult", "ServiceOptions"]
 
 log = logging.getLogger("hyprstream.service")
 
 #: Closed windows waiting for the queryable copy are flushed once this many accumulate.
 _MAX_PENDING_CLOSED = 256
+_HOUR_US = 3_600_000_000
+_MAX_BATCH_ID = 256
 
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     accepted: int
     late: int
+    duplicate: bool = False
+
+
+#: Read-through results: one minute, 256 MiB, 1,000 results (CACHE-6).
+DEFAULT_RESULT_POLICY = CachePolicy(ttl_ns=60 * 10**9, max_bytes=256 * 1024**2, max_entries=1_000)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceOptions:
+    """How long things are kept; times in microseconds (spec/cache.md, CACHE-5..CACHE-8)."""
+
+    #: Hot samples older than this (by wall clock) are evicted from the hot cache; None: never.
+    hot_max_duration_us: int | None = None
+    #: How long committed batch ids are remembered in memory (older ones: asked of the backend).
+    batch_id_horizon_us: int = 24 * _HOUR_US
+    #: Policy of the read-through result cache.
+    result_cache: CachePolicy = DEFAULT_RESULT_POLICY
+    #: How often (at most) the hot cache is checked for expired samples.
+    eviction_interval_us: int = 60_000_000
+
+
+def _wall_clock_us() -> int:
+    return time.time_ns() // 1_000
 
 
 class Hyprstream:
     """One node: the window store, the DuckDB hot cache and a write-through backend."""
 
-    def __init__(self, *, backend: Backend, cache: DuckDBHotCache, store: WindowStore) -> None:
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        cache: DuckDBHotCache,
+        store: WindowStore,
+        options: ServiceOptions | None = None,
+        clock_us: Callable[[], int] = _wall_clock_us,
+    ) -> None:
         self.backend = backend
         self.cache = cache
         self.store = store
+        self.options = options or ServiceOptions()
+        self._clock_us = clock_us
         self._metrics = MetricDictionary()
         self._names: pa.StringArray = self._metrics.names_array()
         self._labels: dict[str, pa.DataType] = {}
@@ -75,43 +118,105 @@ class Hyprstream:
         self._dirty: set[tuple[WindowSize, int]] = set()
         self._closed: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
         self._evict: dict[WindowSize, int] = {}
-        self._appender = _Appender(cache)
+        self._appender = Appender(cache)
+        self._acks: dict[str, tuple[BatchAck, int]] = {}  # batch id -> (ack, committed at)
+        #: The hot cache holds every sample at or after this instant (None: every sample).
+        self._complete_since: int | None = None
+        self._oldest_sample: int | None = None  # the oldest sample the hot cache ever got
+        self._next_eviction = 0
+        self.results = ReadThrough(
+            cache=cache,
+            backend=backend,
+            policy=self.options.result_cache,
+            clock_ns=lambda: self._clock_us() * 1_000,
+        )
+        self._hot_tables = frozenset(
+            {"metrics", "metric_windows", *(f"metrics_{s.label}" for s in store.sizes)}
+        )
 
     # -- startup ---------------------------------------------------------------------------
 
     def warm(self) -> int:
-        """Load what the backend holds into the hot cache and the windows; returns rows loaded.
+        """Load what the backend holds into the hot cache and the windows (BE-4).
 
-        Samples that were late when ingested (stored with a NULL running count) stay out of
-        the windows, so a restarted server serves the same windows it served before.
+        Closed windows come back as they were committed; open windows are merged again from
+        the on-time samples (non-NULL running count) that can still belong to them; the hot
+        cache gets the samples within its horizon. Returns the samples loaded.
         """
         with self._lock:
-            label_fields = [
-                f
-                for f in getattr(self.backend, "label_fields", lambda: [])()
-                if f.name not in self._labels
-            ]
+            now = self._clock_us()
+            label_fields = [f for f in self.backend.label_fields() if f.name not in self._labels]
             if label_fields:
                 self.cache.add_labels(label_fields)
                 self._labels.update({f.name: f.type for f in label_fields})
+            stream_time = self.backend.stream_time()
+            self.store.resume(stream_time)
+            hot_since = (
+                None
+                if self.options.hot_max_duration_us is None
+                else now - self.options.hot_max_duration_us
+            )
+            open_since = None
+            watermark = self.store.watermark
+            if watermark is not None:
+                open_since = watermark - max(s.micros for s in self.store.sizes)
+            since = None if hot_since is None or open_since is None else min(hot_since, open_since)
             loaded = 0
-            for batch in self.backend.scan(None):
+            for batch in self.backend.scan(since):
                 if not batch.num_rows:
                     continue
                 table = self._conform(pa.Table.from_batches([batch]))
-                self.cache.append(table)
+                hot = (
+                    table
+                    if hot_since is None
+                    else table.filter(
+                        pc.greater_equal(table[TIMESTAMP], pa.scalar(hot_since, TIMESTAMP_TYPE))
+                    )
+                )
+                if hot.num_rows:
+                    self.cache.append(hot)
+                    loaded += hot.num_rows
                 merged = table.filter(pc.is_valid(table[RUNNING_COUNT]))
+                if open_since is not None:
+                    merged = merged.filter(
+                        pc.greater_equal(merged[TIMESTAMP], pa.scalar(open_since, TIMESTAMP_TYPE))
+                    )
                 if merged.num_rows:
                     codes, new = self._metrics.encode(merged[METRIC_ID].combine_chunks())
                     self._metrics.commit(new)
                     ts = merged[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
                     values = merged[VALUE].combine_chunks().to_numpy()
                     self.store.warm(codes, ts, values)
-                loaded += table.num_rows
             self._names = self._metrics.names_array()
-            self._record(self.store.close_due())
+            # Windows the watermark has passed come from the backend as they were committed.
+            self.store.close_due()
+            oldest_kept = None
+            if stream_time is not None:
+                oldest_kept = stream_time - max(self.store.retention_us.values())
+            for batch in self.backend.scan_windows(oldest_kept):
+                if batch.num_rows:
+                    empty_keys = pa.table(
+                        {
+                            "window": pa.array([], pa.utf8()),
+                            "window_start": pa.array([], TIMESTAMP_TYPE),
+                        }
+                    )
+                    self.cache.replace_windows(empty_keys, pa.Table.from_batches([batch]))
+            if stream_time is not None:
+                self._evict.update(
+                    {s: stream_time - self.store.retention_us[s] for s in self.store.sizes}
+                )
             self._dirty.update((size, start) for size, start, _ in self.store.iter_open())
             self._flush_windows()
+            horizon = now - self.options.batch_id_horizon_us
+            self._acks = {k: (ack, now) for k, ack in self.backend.batch_acks(horizon).items()}
+            # If the backend holds samples older than the hot horizon, they were left out.
+            oldest = self.backend.oldest_sample() if hot_since is not None else None
+            if oldest is not None and hot_since is not None and oldest < hot_since:
+                self._complete_since = hot_since if self.backend.queryable else None
+                self._oldest_sample = hot_since
+            elif oldest is not None:
+                self._oldest_sample = oldest
             return loaded
 
     def _conform(self, table: pa.Table) -> pa.Table:
@@ -128,19 +233,25 @@ class Hyprstream:
 
     # -- ingest ----------------------------------------------------------------------------
 
-    def ingest(self, batch: pa.RecordBatch | pa.Table) -> IngestResult:
+    def ingest(self, batch: pa.RecordBatch | pa.Table, batch_id: str | None = None) -> IngestResult:
         """Ingest one batch and wait until it is acknowledged; see the module docstring."""
-        return self.ingest_async(batch).result()
+        return self.ingest_async(batch, batch_id).result()
 
-    def ingest_async(self, batch: pa.RecordBatch | pa.Table) -> Future[IngestResult]:
+    def ingest_async(
+        self, batch: pa.RecordBatch | pa.Table, batch_id: str | None = None
+    ) -> Future[IngestResult]:
         """Validate, write through and merge one batch; the future resolves when it is
         visible in the hot cache. Refusals (invalid batch, backend down) raise here."""
+        if batch_id is not None and not 0 < len(batch_id) <= _MAX_BATCH_ID:
+            raise InvalidInput(f"a batch id must have 1 to {_MAX_BATCH_ID} characters")
         with self._lock:
+            now = self._clock_us()
+            if batch_id is not None and batch_id in self._acks:
+                ack = self._acks[batch_id][0]
+                return _resolved(IngestResult(ack.accepted, ack.late, duplicate=True))
             sample = validate_batch(batch, known_labels=self._labels)
             if sample.num_rows == 0:
-                done: Future[IngestResult] = Future()
-                done.set_result(IngestResult(0, 0))
-                return done
+                return _resolved(IngestResult(0, 0))
             new_labels = [
                 pa.field(name, t)
                 for name, t in sample.label_types.items()
@@ -156,17 +267,61 @@ class Hyprstream:
                 self.backend.add_labels(new_labels)
                 self.cache.add_labels(new_labels)
                 self._labels.update({f.name: f.type for f in new_labels})
+            names = (
+                self._names
+                if not new_ids
+                else pa.concat_arrays([self._names, pa.array(new_ids, pa.utf8())])
+            )
             rows = self._rows(sample, plan.order, plan.running_count, plan.running_sum)
-            self.backend.write(rows)
+            ack = BatchAck(sample.num_rows, plan.late)
+            stored = StoredBatch(
+                rows=rows,
+                windows=self._window_rows(plan.closing, names) if plan.closing else None,
+                batch_id=batch_id,
+                ack=ack,
+                committed_at_us=now,
+            )
+            try:
+                self.backend.write(stored)
+            except DuplicateBatch as dup:
+                first = dup.ack or ack
+                self._acks[batch_id or ""] = (first, now)
+                return _resolved(IngestResult(first.accepted, first.late, duplicate=True))
             # Committed: from here on nothing may refuse the batch.
             if new_ids:
                 self._metrics.commit(new_ids)
                 self._names = self._metrics.names_array()
+            if batch_id is not None:
+                self._acks[batch_id] = (ack, now)
+            oldest = int(sample.timestamp_us.min())
+            if self._oldest_sample is None or oldest < self._oldest_sample:
+                self._oldest_sample = oldest
             self._record(self.store.apply(plan))
             if len(self._closed) > _MAX_PENDING_CLOSED:
                 self._flush_windows()
+            self.results.invalidate("metrics")
             appended = self._appender.submit(rows)
+            self._maintain(now)
             return _then(appended, IngestResult(sample.num_rows, plan.late))
+
+    def _maintain(self, now: int) -> None:
+        """Expire hot samples and remembered batch ids, at most once per interval."""
+        if now < self._next_eviction:
+            return
+        self._next_eviction = now + self.options.eviction_interval_us
+        horizon = now - self.options.batch_id_horizon_us
+        self._acks = {k: v for k, v in self._acks.items() if v[1] >= horizon}
+        if self.options.hot_max_duration_us is not None:
+            cutoff = now - self.options.hot_max_duration_us
+            nothing_older = self._oldest_sample is None or self._oldest_sample >= cutoff
+            if nothing_older and self._complete_since is None:
+                return  # no sample the cutoff would remove: the hot cache stays complete
+            if self._complete_since is None or cutoff > self._complete_since:
+                # Queries that may need samples before the cutoff now read the backend, which
+                # holds them all -- unless it cannot answer queries (the volatile backend).
+                if self.backend.queryable:
+                    self._complete_since = cutoff
+                self._appender.evict(cutoff)
 
     def _rows(
         self,
@@ -222,15 +377,17 @@ class Hyprstream:
                 "window_start": pa.array([start for _, start, _, _ in blocks], TIMESTAMP_TYPE),
             }
         )
-        self.cache.replace_windows(keys, self._window_rows(blocks))
+        self.cache.replace_windows(keys, self._window_rows(blocks, self._names))
         for size, cutoff in self._evict.items():
             self.cache.evict_windows(size.label, cutoff)
         self._dirty.clear()
         self._closed.clear()
         self._evict.clear()
 
+    @staticmethod
     def _window_rows(
-        self, blocks: Sequence[tuple[WindowSize, int, StateColumns, np.ndarray | None]]
+        blocks: Sequence[tuple[WindowSize, int, StateColumns, np.ndarray | None]],
+        names: pa.StringArray,
     ) -> pa.Table:
         if not blocks:
             return pa.table({})
@@ -251,7 +408,7 @@ class Hyprstream:
         missing = np.isnan(quantiles)
         return pa.table(
             {
-                "metric_id": self._names.take(pa.array(cat("code"))),
+                "metric_id": names.take(pa.array(cat("code"))),
                 "window": labels,
                 "window_start": pa.array(starts, TIMESTAMP_TYPE),
                 "window_end": pa.array(starts + sizes, TIMESTAMP_TYPE),
@@ -277,26 +434,58 @@ class Hyprstream:
             with self._lock:
                 self._flush_windows()
 
+    def _on_backend(self, sql: str) -> frozenset[str] | None:
+        """The tables ``sql`` reads if it must go to the backend, or None for the hot cache."""
+        analysis = analyse(sql)
+        if not analysis.tables <= self._hot_tables:
+            return analysis.tables
+        if "metrics" not in analysis.tables or self._complete_since is None:
+            return None
+        bound = analysis.lower_bound(self._clock_us())
+        if bound is not None and bound >= self._complete_since:
+            return None
+        return analysis.tables
+
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
-        """Run one read-only SQL statement against the hot cache.
+        """Run one read-only SQL statement on the hot cache, or on the backend when the hot
+        cache does not hold what it reads.
 
         ``params`` binds the statement's parameters: a sequence of values, or a one-row
         record batch (one column per parameter, in order), which keeps the client's types.
         """
         expected = self.cache.check_readonly(sql)
         _check_params(expected, params)
-        self._prepare_read()
-        return self.cache.query(sql, params)
+        reads = self._on_backend(sql) if self.backend.queryable else None
+        if reads is None:
+            self._prepare_read()
+            return self.cache.query(sql, params)
+        unknown = reads - self._hot_tables - self._backend_tables()
+        if unknown:
+            raise NotFound(
+                f"no table named {', '.join(sorted(unknown))} in hyprstream or its backend"
+            )
+        backend_sql = to_backend_sql(sql, self.backend.dialect)
+        return self.results.query(backend_sql, params, reads)
+
+    def _backend_tables(self) -> set[str]:
+        return {t.lower() for t in self.backend.tables()}
 
     def shape(self, sql: str) -> QueryShape:
         """Result schema and parameter count of ``sql``, for prepared statements."""
         count = self.cache.check_readonly(sql)
+        if self.backend.queryable and self._on_backend(sql) is not None:
+            return QueryShape(schema=pa.schema([]), parameter_count=count)
         self._prepare_read()
         return self.cache.shape(sql, count)
 
     @property
     def labels(self) -> dict[str, pa.DataType]:
         return dict(self._labels)
+
+    @property
+    def complete_since(self) -> int | None:
+        """The hot cache holds every sample at or after this instant (None: all of them)."""
+        return self._complete_since
 
     def close(self) -> None:
         with self._lock:
@@ -305,67 +494,10 @@ class Hyprstream:
             self.backend.close()
 
 
-class _Appender:
-    """One thread that appends batches to the hot cache, in order.
-
-    When batches queue up (ingest is faster than DuckDB's append), the thread takes all that
-    are waiting and appends them in one transaction: a commit costs several milliseconds,
-    however many rows it covers.
-    """
-
-    _MAX_ROWS = 1 << 20
-
-    def __init__(self, cache: DuckDBHotCache) -> None:
-        self._cache = cache
-        self._queue: queue.SimpleQueue[tuple[pa.Table, Future[None]] | None] = queue.SimpleQueue()
-        self._last: Future[None] | None = None
-        self._thread = threading.Thread(target=self._run, name="hyprstream-append", daemon=True)
-        self._thread.start()
-
-    def submit(self, rows: pa.Table) -> Future[None]:
-        future: Future[None] = Future()
-        self._last = future
-        self._queue.put((rows, future))
-        return future
-
-    def drain(self) -> None:
-        """Wait until everything submitted so far is in the hot cache (or has failed)."""
-        last = self._last
-        if last is not None:
-            with contextlib.suppress(Exception):
-                last.result()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is None:
-                return
-            group = [item]
-            rows = item[0].num_rows
-            while rows < self._MAX_ROWS:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                group.append(more)
-                rows += more[0].num_rows
-            try:
-                tables = [t for t, _ in group]
-                self._cache.append(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
-            except BaseException as exc:
-                for _, future in group:
-                    future.set_exception(exc)
-            else:
-                for _, future in group:
-                    future.set_result(None)
+def _resolved(result: IngestResult) -> Future[IngestResult]:
+    done: Future[IngestResult] = Future()
+    done.set_result(result)
+    return done
 
 
 def _then(appended: Future[None], result: IngestResult) -> Future[IngestResult]:
@@ -375,7 +507,6 @@ def _then(appended: Future[None], result: IngestResult) -> Future[IngestResult]:
     def finish(f: Future[None]) -> None:
         error = f.exception()
         if error is not None:
-            log.error("appending an acknowledged-to-be batch to the hot cache failed: %s", error)
             out.set_exception(error)
         else:
             out.set_result(result)

@@ -86,6 +86,9 @@ class IngestPlan:
     running_sum: np.ndarray
     partials: Mapping[WindowSize, list[tuple[int, StateColumns]]]
     sketches: Mapping[WindowSize, list[tuple[int, Sketches]]]
+    #: Windows this batch closes, with their final states and quantiles: what a backend
+    #: commits together with the batch, and what ``apply`` hands out as closed.
+    closing: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]]
     max_timestamp: int | None
     base_version: int
 
@@ -219,27 +222,77 @@ class WindowStore:
             running_sum=np.concatenate((run_sum, np.zeros(pad, np.float64))),
             partials=partial_blocks,
             sketches=sketches,
+            closing=self._closing(new_max, partial_blocks, sketches),
             max_timestamp=new_max,
             base_version=self._version,
         )
+
+    def _closing(
+        self,
+        new_max: int | None,
+        partial_blocks: Mapping[WindowSize, list[tuple[int, StateColumns]]],
+        sketches: Mapping[WindowSize, list[tuple[int, Sketches]]],
+    ) -> list[tuple[WindowSize, int, StateColumns, np.ndarray | None]]:
+        """The windows the new watermark closes, as they will be once the batch is merged."""
+        if new_max is None:
+            return []
+        wm = new_max - self.lateness_us
+        closing = []
+        for size in self.sizes:
+            parts = dict(partial_blocks.get(size, ()))
+            raw = dict(sketches.get(size, ()))
+            starts = {st for st in self._open[size] if st + size.micros <= wm}
+            starts |= {st for st in parts if st + size.micros <= wm}
+            for start in sorted(starts):
+                block = self._open[size].get(start)
+                part = parts.get(start)
+                final = upsert(block, part) if part is not None else block
+                assert final is not None
+                quantiles = None
+                pending = self._sketches[size].get(start, []) + (
+                    [raw[start]] if start in raw else []
+                )
+                if pending:
+                    merged = Sketches.merge(pending)
+                    quantiles = merged.quantiles()
+                closing.append((size, start, final, quantiles))
+        return closing
 
     def apply(self, plan: IngestPlan) -> StoreChanges:
         """Merge an accepted plan; returns what changed, closed and may be evicted."""
         if plan.base_version != self._version:
             raise RuntimeError("a plan must be applied to the store state it was made from")
         self._version += 1
+        closing = {(size, start) for size, start, _, _ in plan.closing}
         updated = []
         for size, parts in plan.partials.items():
             open_blocks = self._open[size]
             for start, part in parts:
-                open_blocks[start] = upsert(open_blocks.get(start), part)
-                updated.append((size, start))
+                if (size, start) not in closing:
+                    open_blocks[start] = upsert(open_blocks.get(start), part)
+                    updated.append((size, start))
         for size, raw in plan.sketches.items():
-            self._add_sketches(size, raw)
+            self._add_sketches(size, [(st, sk) for st, sk in raw if (size, st) not in closing])
+        for size, start in closing:
+            self._open[size].pop(start, None)
+            self._sketches[size].pop(start, None)
         self._max_ts = plan.max_timestamp
-        changes = self.close_due()
-        changes.updated.extend(updated)
+        changes = StoreChanges(updated=updated, closed=list(plan.closing))
+        changes.evict_before.update(self._evictions())
         return changes
+
+    def resume(self, max_timestamp: int | None) -> None:
+        """Set stream time (when warming from a backend, before merging the open windows)."""
+        self._version += 1
+        if max_timestamp is not None:
+            self._max_ts = (
+                max_timestamp if self._max_ts is None else max(self._max_ts, max_timestamp)
+            )
+
+    def _evictions(self) -> dict[WindowSize, int]:
+        if self._max_ts is None:
+            return {}
+        return {size: self._max_ts - self.retention_us[size] for size in self.sizes}
 
     def warm(self, code: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
         """Merge samples already known to be on time, in any order (restoring after a restart).
@@ -272,8 +325,7 @@ class WindowStore:
                 final = self.block_quantiles(size, start, block)
                 self._sketches[size].pop(start, None)
                 changes.closed.append((size, start, block, final))
-        for size in self.sizes:
-            changes.evict_before[size] = self._max_ts - self.retention_us[size]
+        changes.evict_before.update(self._evictions())
         return changes
 
     # -- sketches ----------------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The hot cache's writer thread: appends batches and evicts old samples, in order.
+
+DuckDB appends without holding the GIL, so while one batch is appended here the next is
+validated and planned on the ingest thread. When batches queue up, the thread takes all that
+are waiting and appends them in one transaction: a commit costs several milliseconds however
+many rows it covers. Evictions run between appends, in the order they were asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import pyarrow as pa
+
+from hyprstream.backend import DuckDBHotCache
+
+__all__ = ["Appender"]
+
+log = logging.getLogger("hyprstream.service")
+
+_Task = tuple[pa.Table | int, "Future[None]"]
+
+
+class Appender:
+    _MAX_ROWS = 1 << 20
+
+    def __init__(self, cache: DuckDBHotCache) -> None:
+        self._cache = cache
+        self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._last: Future[None] | None = None
+        self._thread = threading.Thread(target=self._run, name="hyprstream-append", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: pa.Table) -> Future[None]:
+        """Append ``rows`` (the full ``metrics`` schema); resolves once committed."""
+        return self._put(rows)
+
+    def evict(self, before_us: int) -> Future[None]:
+        """Delete hot samples older than ``before_us``, after the appends submitted so far."""
+        return self._put(before_us)
+
+    def _put(self, work: pa.Table | int) -> Future[None]:
+        future: Future[None] = Future()
+        self._last = future
+        self._queue.put((work, future))
+        return future
+
+    def drain(self) -> None:
+        """Wait until everything submitted so far is done (or has failed)."""
+        last = self._last
+        if last is not None:
+            with contextlib.suppress(Exception):
+                last.result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        pending: list[_Task | None] = []  # taken from the queue but not yet done
+        while True:
+            item = pending.pop() if pending else self._queue.get()
+            if item is None:
+                return
+            work, future = item
+            if isinstance(work, int):
+                self._do(future, functools.partial(self._cache.evict_samples, work))
+                continue
+            group: list[tuple[pa.Table, Future[None]]] = [(work, future)]
+            rows = work.num_rows
+            while rows < self._MAX_ROWS:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None or isinstance(more[0], int):
+                    pending.append(more)  # a stop or an eviction ends the group, runs next
+                    break
+                group.append((more[0], more[1]))
+                rows += more[0].num_rows
+            tables = [t for t, _ in group]
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            try:
+                self._cache.append(table)
+            except BaseException as exc:
+                log.error("appending to the hot cache failed: %s", exc)
+                for _, f in group:
+                    f.set_exception(exc)
+            else:
+                for _, f in group:
+                    f.set_result(None)
+
+    @staticmethod
+    def _do(future: Future[None], action: Callable[[], None]) -> None:
+        try:
+            action()
+        except BaseException as exc:
+            log.error("hot cache maintenance failed: %s", exc)
+            future.set_exception(exc)
+        else:
+            future.set_result(None)

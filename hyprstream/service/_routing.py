@@ -1,0 +1,178 @@
+"""Which store can answer a query: the hot cache or the backend (spec/cache.md, CACHE-5..CACHE-8).
+
+A query goes to the hot cache when every table it reads is there and, if it reads ``metrics``,
+the hot cache holds every sample it could need: either nothing was ever evicted or left out,
+or its ``WHERE`` clause bounds ``timestamp`` from below at or after the instant from which the
+hot cache is complete. Otherwise it goes to the backend, translated to the backend's dialect.
+
+The analysis is syntactic (sqlglot) and conservative: a bound it cannot work out counts as no
+bound. Parses are cached by query text, so a prepared statement is analysed once.
+
+Pure: sqlglot only; ``now`` is an argument.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from hyprstream.errors import InvalidQuery
+
+__all__ = ["QueryAnalysis", "analyse", "to_backend_sql"]
+
+_UNITS_US = {
+    "microsecond": 1,
+    "millisecond": 1_000,
+    "second": 1_000_000,
+    "minute": 60_000_000,
+    "hour": 3_600_000_000,
+    "day": 86_400_000_000,
+    "week": 7 * 86_400_000_000,
+}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAnalysis:
+    tables: frozenset[str]  # lower-case names of the tables read (CTEs excluded)
+    metrics_reads: int  # how many times ``metrics`` is read
+    bound: exp.Expression | None  # the lower bound on metrics.timestamp, if one was found
+
+    def lower_bound(self, now_us: int) -> int | None:
+        """The instant the query's ``timestamp >= ...`` bound evaluates to at ``now``."""
+        return None if self.bound is None else _evaluate(self.bound, now_us)
+
+
+@functools.lru_cache(maxsize=4096)
+def analyse(sql: str) -> QueryAnalysis:
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise InvalidQuery(f"cannot parse the query: {exc}") from None
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    names = [t.name.lower() for t in tree.find_all(exp.Table) if t.name]
+    tables = frozenset(n for n in names if n not in ctes)
+    reads = names.count("metrics")
+    bound = _bound(tree) if reads == 1 else None  # type: ignore[arg-type]
+    return QueryAnalysis(tables=tables, metrics_reads=reads, bound=bound)
+
+
+def _is_timestamp(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Column) and node.name.lower() == "timestamp"
+
+
+def _bound(tree: exp.Expression) -> exp.Expression | None:
+    """A lower bound on ``timestamp`` among the top-level AND-ed conditions of the SELECT
+    that reads ``metrics``."""
+    for select in tree.find_all(exp.Select):
+        from_ = select.args.get("from") or select.args.get("from_")
+        if from_ is None or not any(t.name.lower() == "metrics" for t in from_.find_all(exp.Table)):
+            continue
+        if select.args.get("joins"):
+            return None
+        where = select.args.get("where")
+        if where is None:
+            return None
+        for condition in _conjuncts(where.this):
+            if isinstance(condition, exp.GTE | exp.GT) and _is_timestamp(condition.this):
+                upper: exp.Expression = condition.expression
+                return upper
+            if isinstance(condition, exp.LTE | exp.LT) and _is_timestamp(condition.expression):
+                lower: exp.Expression = condition.this
+                return lower
+            if isinstance(condition, exp.Between) and _is_timestamp(condition.this):
+                low: exp.Expression = condition.args["low"]
+                return low
+        return None
+    return None
+
+
+def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
+    if isinstance(node, exp.And):
+        return _conjuncts(node.this) + _conjuncts(node.expression)
+    if isinstance(node, exp.Paren):
+        return _conjuncts(node.this)
+    return [node]
+
+
+def _evaluate(node: exp.Expression, now_us: int) -> int | None:
+    """Microseconds for NOW()/CURRENT_TIMESTAMP, timestamp literals, and +/- INTERVAL."""
+    if isinstance(node, exp.Paren):
+        return _evaluate(node.this, now_us)
+    if isinstance(node, exp.CurrentTimestamp) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() in ("now", "current_timestamp")
+    ):
+        return now_us
+    if isinstance(node, exp.Cast | exp.TryCast):
+        return _evaluate(node.this, now_us)
+    if isinstance(node, exp.Literal) and node.is_string:
+        try:
+            value = dt.datetime.fromisoformat(node.this)
+        except ValueError:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return (value - _EPOCH) // dt.timedelta(microseconds=1)
+    if isinstance(node, exp.Sub | exp.Add):
+        base = _evaluate(node.this, now_us)
+        delta = _interval(node.expression)
+        if base is None or delta is None:
+            return None
+        return base - delta if isinstance(node, exp.Sub) else base + delta
+    return None
+
+
+def _interval(node: exp.Expression) -> int | None:
+    if not isinstance(node, exp.Interval):
+        return None
+    text = node.this.name if isinstance(node.this, exp.Literal) else None
+    unit = node.args.get("unit")
+    parts = (text or "").split()
+    if unit is None and len(parts) == 2:
+        text, unit_name = parts
+    elif unit is not None and text is not None:
+        unit_name = unit.name
+    else:
+        return None
+    try:
+        amount = float(text)
+    except ValueError:
+        return None
+    per = _UNITS_US.get(unit_name.lower().rstrip("s"))
+    return None if per is None else int(amount * per)
+
+
+@functools.lru_cache(maxsize=4096)
+def to_backend_sql(sql: str, dialect: str) -> str:
+    """``sql`` (DuckDB's dialect) in the backend's dialect, placeholders numbered ``$1, $2``
+    for PostgreSQL (what its ADBC driver binds)."""
+    if dialect == "duckdb":
+        return sql
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise InvalidQuery(f"cannot parse the query: {exc}") from None
+    if dialect == "postgres":
+        counter = iter(range(1, 1_000_000))
+        tree = tree.transform(
+            lambda node: exp.var(f"${next(counter)}") if isinstance(node, exp.Placeholder) else node
+        )
+        # DuckDB's time_bucket aligns to 2000-01-03; PostgreSQL's date_bin needs an origin.
+        tree = tree.transform(_date_bin_origin)
+    try:
+        return tree.sql(dialect=dialect)
+    except sqlglot.errors.UnsupportedError as exc:
+        raise InvalidQuery(f"the query cannot be translated for the backend: {exc}") from None
+
+
+def _date_bin_origin(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.DateBin) and node.args.get("origin") is None:
+        origin = exp.cast(
+            exp.Literal.string("2000-01-03 00:00:00+00"), exp.DataType.build("TIMESTAMPTZ")
+        )
+        return exp.Anonymous(this="DATE_BIN", expressions=[node.this, node.expression, origin])
+    return node
