@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["ServerProcess", "spawn_server"]
 
-_LISTENING = re.compile(r"listening on grpc://(?P<host>[^\s]+):(?P<port>\d+)")
+_LISTENING = re.compile(r"listening on grpc(?:\+tls)?://(?P<host>[^\s]+):(?P<port>\d+)")
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from hyprstream.backend import AdbcBackend, Backend, DuckDBHotCache, MemoryBackend
 from hyprstream.backend._adbc import connection_settings
@@ -11,7 +12,8 @@ from hyprstream.backend._duckdb_cache import WINDOW_STORE_SCHEMA
 from hyprstream.cachepolicy import CachePolicy
 from hyprstream.config import Config
 from hyprstream.errors import ConfigError
-from hyprstream.flightsql._server import FlightSqlServer
+from hyprstream.flightsql._credentials import Credentials
+from hyprstream.flightsql._server import FlightSqlServer, TlsFiles
 from hyprstream.service import Hyprstream, ServiceOptions
 from hyprstream.windows import WindowStore
 
@@ -58,7 +60,11 @@ def build_service(config: Config) -> Hyprstream:
     backend = build_backend(config)
     try:
         cache = DuckDBHotCache(
-            config.cache_connection, window_labels=[w.label for w in config.windows]
+            config.cache_connection,
+            window_labels=[w.label for w in config.windows],
+            query_timeout_s=config.query_timeout_us / 1e6,
+            query_memory=config.query_memory_limit,
+            memory_limit=f"{config.memory_limit}B" if config.memory_limit else None,
         )
         store = WindowStore(
             sizes=config.windows,
@@ -101,11 +107,49 @@ class Node:
         self.service.close()
 
 
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {str(path)!r}: {exc.strerror}") from None
+
+
+def build_credentials(config: Config) -> Credentials | None:
+    if config.auth == "none":
+        return None
+    users: list[str] = []
+    if config.auth_users_file is not None:
+        users += _read(config.auth_users_file, "users file").decode().splitlines()
+    if config.auth_users_env is not None:
+        users += config.auth_users_env.reveal().split(",")
+    tokens: list[str] = []
+    if config.auth_tokens_file is not None:
+        tokens = _read(config.auth_tokens_file, "tokens file").decode().splitlines()
+    credentials = Credentials.parse(users, source="the user list", tokens=tokens)
+    if not len(credentials):
+        raise ConfigError("--auth basic: the user and token lists are empty")
+    return credentials
+
+
+def build_tls(config: Config) -> TlsFiles | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    ca = _read(config.tls_client_ca, "client CA") if config.tls_client_ca is not None else None
+    return TlsFiles(
+        cert=_read(config.tls_cert, "certificate"), key=_read(config.tls_key, "key"), client_ca=ca
+    )
+
+
 def start(config: Config) -> Node:
+    credentials = build_credentials(config)
+    tls = build_tls(config)
     service = build_service(config)
     try:
         host = f"[{config.host}]" if ":" in config.host else config.host
-        server = FlightSqlServer(service, f"grpc://{host}:{config.port}")
+        scheme = "grpc+tls" if tls is not None else "grpc"
+        server = FlightSqlServer(
+            service, f"{scheme}://{host}:{config.port}", credentials=credentials, tls=tls
+        )
     except BaseException:
         service.close()
         raise

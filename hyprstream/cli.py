@@ -146,6 +146,56 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 256MiB)",
     )
 
+    security = p.add_argument_group("security")
+    security.add_argument(
+        "--auth",
+        choices=("none", "basic"),
+        help="none (default; loopback only is the default bind): anyone may connect; basic: "
+        "Basic logins and bearer tokens, users from --auth-users / HYPRSTREAM_AUTH_USERS",
+    )
+    security.add_argument(
+        "--auth-users",
+        type=Path,
+        metavar="FILE",
+        help="users, one 'name:password:role' per line (role read or write; password may be "
+        "'scrypt:<salt>:<hash>'); HYPRSTREAM_AUTH_USERS adds comma-separated entries",
+    )
+    security.add_argument(
+        "--auth-tokens",
+        type=Path,
+        metavar="FILE",
+        help="static bearer tokens, one 'token:name:role' per line",
+    )
+    security.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve TLS with this certificate chain"
+    )
+    security.add_argument(
+        "--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert"
+    )
+    security.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="mutual TLS: require client certificates signed by this CA",
+    )
+    security.add_argument(
+        "--query-timeout",
+        metavar="DURATION",
+        help="longest a client query may run before it is cancelled (default 60s)",
+    )
+    security.add_argument(
+        "--query-memory",
+        metavar="SIZE",
+        help="memory a client query may use for sorts and hash tables before it spills "
+        "(default 2GiB)",
+    )
+    security.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="memory the hot cache may use in all, its data and every query (default: 80%% of "
+        "RAM); a query that needs more fails with a clear error",
+    )
+
     windows = p.add_argument_group("windows")
     windows.add_argument(
         "--windows", metavar="SIZES", help="comma-separated window sizes (default 5m,30m,1h,1d)"
@@ -191,6 +241,15 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "running_window": args.running_window,
         "allowed_lateness": args.allowed_lateness,
         "quantile_windows": args.quantiles,
+        "auth": args.auth,
+        "auth_users_file": args.auth_users,
+        "auth_tokens_file": args.auth_tokens,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
+        "query_timeout": args.query_timeout,
+        "query_memory_limit": args.query_memory,
+        "memory_limit": args.memory_limit,
     }
 
 
@@ -232,9 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.cache_connection,
     )
     host = f"[{config.host}]" if ":" in config.host else config.host
+    scheme = "grpc+tls" if config.tls_cert is not None else "grpc"
+    if config.auth == "none" and config.host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning(
+            "serving on %s without authentication: anyone who can connect may read and write", host
+        )
     # Tests and scripts wait for this line (with the real port when --port 0 was given).
     print(
-        f"hyprstream {__version__} listening on grpc://{host}:{node.port}",
+        f"hyprstream {__version__} listening on {scheme}://{host}:{node.port}",
         file=sys.stderr,
         flush=True,
     )

@@ -126,6 +126,20 @@ class Config:
     running_window: WindowSize = DEFAULT_SIZES[0]
     allowed_lateness_us: int = DEFAULT_LATENESS_US
     window_retention_us: Mapping[WindowSize, int] = field(default_factory=dict)
+    #: Authentication: "none" (the default on loopback) or "basic" (users and tokens below).
+    auth: str = "none"
+    auth_users_file: Path | None = None
+    auth_tokens_file: Path | None = None
+    #: ``name:password:role`` entries from HYPRSTREAM_AUTH_USERS (comma-separated).
+    auth_users_env: Secret | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    #: Per-query limits for client SQL on the hot cache.
+    query_timeout_us: int = 60_000_000
+    query_memory_limit: int = 2 * 1024**3
+    #: Memory the hot cache may use in all (data and queries); None: DuckDB's default (80% RAM).
+    memory_limit: int | None = None
     #: Sizes whose windows carry quantile sketches; None: the default (sizes of 1 h or more).
     quantile_windows: tuple[WindowSize, ...] | None = None
 
@@ -140,6 +154,21 @@ class Config:
             raise ConfigError(
                 f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
             )
+        if self.auth not in ("none", "basic"):
+            raise ConfigError(f"--auth must be none or basic, got {self.auth!r}")
+        if self.auth == "basic" and not (
+            self.auth_users_file or self.auth_tokens_file or self.auth_users_env
+        ):
+            raise ConfigError(
+                "--auth basic needs users: --auth-users FILE, --auth-tokens FILE or "
+                "HYPRSTREAM_AUTH_USERS"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if self.query_timeout_us <= 0:
+            raise ConfigError("--query-timeout must be positive")
         if self.cache_engine != "duckdb":
             raise ConfigError(f"--cache-engine supports only 'duckdb', got {self.cache_engine!r}")
         if self.running_window not in self.windows:
@@ -177,7 +206,7 @@ class Config:
             value = getattr(self, f.name)
             if f.name == "engine_connection" and value:
                 value = redact_uri(value)
-            elif f.name == "engine_password" and value is not None:
+            elif f.name in ("engine_password", "auth_users_env") and value is not None:
                 value = REDACTED
             elif f.name == "engine_options":
                 value = {
@@ -212,7 +241,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {str(path)!r} is not valid TOML: {exc}") from None
-    known = {"server", "storage", "cache", "windows"}
+    known = {"server", "storage", "cache", "windows", "auth", "tls", "limits"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
@@ -248,6 +277,24 @@ def _from_toml(path: Path) -> dict[str, Any]:
     for key in ("max_duration", "ttl", "max_bytes"):
         if key in cache:
             out[f"cache_{key}"] = cache[key]
+    auth = _section(data, "auth", {"mode", "users_file", "tokens_file"})
+    if "mode" in auth:
+        out["auth"] = auth["mode"]
+    if "users_file" in auth:
+        out["auth_users_file"] = auth["users_file"]
+    if "tokens_file" in auth:
+        out["auth_tokens_file"] = auth["tokens_file"]
+    tls = _section(data, "tls", {"cert", "key", "client_ca"})
+    for key in ("cert", "key", "client_ca"):
+        if key in tls:
+            out[f"tls_{key}"] = tls[key]
+    limits = _section(data, "limits", {"query_timeout", "query_memory", "memory"})
+    if "memory" in limits:
+        out["memory_limit"] = limits["memory"]
+    if "query_timeout" in limits:
+        out["query_timeout"] = limits["query_timeout"]
+    if "query_memory" in limits:
+        out["query_memory_limit"] = limits["query_memory"]
     windows = _section(
         data, "windows", {"sizes", "running", "allowed_lateness", "retention", "quantiles"}
     )
@@ -296,6 +343,8 @@ def load_config(
     if config_file is not None:
         merged.update(_from_toml(config_file))
     env = environ or {}
+    if env.get("HYPRSTREAM_AUTH_USERS"):
+        merged["auth_users_env"] = Secret(env["HYPRSTREAM_AUTH_USERS"])
     for key, env_name in (
         ("engine_username", "HYPRSTREAM_ENGINE_USERNAME"),
         ("engine_password", "HYPRSTREAM_ENGINE_PASSWORD"),
@@ -339,8 +388,14 @@ def load_config(
             kwargs["cache_ttl_us"] = parse_duration(value, what="cache ttl")
         elif key == "cache_max_bytes":
             kwargs["cache_max_bytes"] = parse_bytes(value)
-        elif key == "engine_password":
+        elif key in ("engine_password", "auth_users_env"):
             kwargs[key] = value if isinstance(value, Secret) else Secret(str(value))
+        elif key in ("auth_users_file", "auth_tokens_file", "tls_cert", "tls_key", "tls_client_ca"):
+            kwargs[key] = Path(value)
+        elif key == "query_timeout":
+            kwargs["query_timeout_us"] = parse_duration(value, what="query timeout")
+        elif key in ("query_memory_limit", "memory_limit"):
+            kwargs[key] = parse_bytes(value)
         elif key == "data_dir":
             kwargs[key] = Path(value)
         elif key == "port":

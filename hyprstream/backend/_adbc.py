@@ -413,9 +413,26 @@ class AdbcBackend:
         try:
             self._pool.warm()
             self._schema = self._ensure_tables()
+            if self._spec.dialect == "duckdb":
+                self._confine_duckdb()
         except BaseException:
             self._pool.close()
             raise
+
+    def _confine_duckdb(self) -> None:
+        """Client statements reach an embedded DuckDB backend (client tables): give it the
+        hot cache's confinement (FSQL-20): no files, no extensions, no settings changes."""
+        with self._translate("lock its configuration"), self._pool.connection() as conn:
+            with conn.cursor() as cur:
+                for setting in (
+                    "enable_external_access = false",
+                    "autoinstall_known_extensions = false",
+                    "autoload_known_extensions = false",
+                    "allow_community_extensions = false",
+                    "lock_configuration = true",
+                ):
+                    cur.execute(f"SET GLOBAL {setting}")
+            conn.commit()
 
     @property
     def description(self) -> str:
@@ -662,6 +679,65 @@ class AdbcBackend:
                 f"backend ({self._settings.display}) could not run the query: "
                 f"{_clean(exc, self._secrets)}"
             ) from None
+
+    def execute(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int:
+        """Run an update or DDL statement in its own transaction; rows affected or -1."""
+        try:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                if isinstance(params, pa.RecordBatch) and params.num_rows > 1:
+                    # One execution per row, in one transaction (not every driver binds
+                    # several rows at once).
+                    count = 0
+                    for i in range(params.num_rows):
+                        cur.execute(sql, params.slice(i, 1))
+                        count += max(cur.rowcount or 0, 0)
+                else:
+                    cur.execute(sql, params)
+                    count = cur.rowcount
+                conn.commit()
+        except Unavailable:
+            raise
+        except adbc_dbapi.ProgrammingError as exc:
+            raise InvalidQuery(
+                f"the backend refused the statement: {_clean(exc, self._secrets)}"
+            ) from None
+        except adbc_dbapi.IntegrityError as exc:
+            raise InvalidQuery(
+                f"the backend refused the statement: {_clean(exc, self._secrets)}"
+            ) from None
+        except Exception as exc:
+            raise Unavailable(
+                f"backend ({self._settings.display}) could not run the statement: "
+                f"{_clean(exc, self._secrets)}"
+            ) from None
+        return int(count) if count is not None else -1
+
+    def ingest(self, table: str, data: pa.Table, mode: str) -> int:
+        """``adbc_ingest`` into a client table in one transaction; returns the rows written."""
+        try:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                cur.adbc_ingest(table, data, mode=mode)  # type: ignore[arg-type]
+                conn.commit()
+        except Unavailable:
+            raise
+        except (adbc_dbapi.ProgrammingError, adbc_dbapi.IntegrityError) as exc:
+            raise InvalidQuery(
+                f"the backend refused the ingest: {_clean(exc, self._secrets)}"
+            ) from None
+        except Exception as exc:
+            text = _clean(exc, self._secrets)
+            if "already exists" in text.lower() or "does not exist" in text.lower():
+                raise InvalidQuery(f"the backend refused the ingest: {text}") from None
+            raise Unavailable(
+                f"backend ({self._settings.display}) could not ingest into {table!r}: {text}"
+            ) from None
+        return int(data.num_rows)
+
+    def table_schema(self, table: str) -> pa.Schema | None:
+        with self._translate("read a table schema"), self._pool.connection() as conn:
+            schema = self._table_schema(conn, table)
+            conn.commit()
+            return schema
 
     @property
     def pool_size(self) -> int:

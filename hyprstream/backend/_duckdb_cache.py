@@ -14,9 +14,10 @@ type before they run (see :meth:`DuckDBHotCache.check_readonly`), using DuckDB's
 from __future__ import annotations
 
 import contextlib
+import queue
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,16 @@ WINDOW_STORE_SCHEMA = pa.schema(
 )
 
 _READ_ONLY_TYPES = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+_UPDATE_TYPES = frozenset(
+    {
+        duckdb.StatementType.INSERT,
+        duckdb.StatementType.UPDATE,
+        duckdb.StatementType.DELETE,
+        duckdb.StatementType.CREATE,
+        duckdb.StatementType.DROP,
+        duckdb.StatementType.ALTER,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +122,9 @@ class DuckDBHotCache:
         window_labels: Sequence[str] = (),
         threads: int | None = None,
         memory_limit: str | None = None,
+        query_timeout_s: float | None = None,
+        query_memory: int | None = None,
+        readers: int = 16,
     ) -> None:
         database_handle = adbc_driver_manager.AdbcDatabase(
             driver=adbc_driver_duckdb.driver_path(), entrypoint="duckdb_adbc_init", path=database
@@ -128,8 +142,8 @@ class DuckDBHotCache:
         # Read-through results live in their own tables, written through their own connection.
         self._results = self._connect(autocommit=True)
         self._results_lock = threading.Lock()
-        self._local = threading.local()
         self._labels: dict[str, pa.DataType] = {}
+        self._query_timeout_s = query_timeout_s
         with self._writer.cursor() as cur:
             cur.execute("SET GLOBAL TimeZone = 'UTC'")
             if threads:
@@ -138,6 +152,16 @@ class DuckDBHotCache:
                 cur.execute(f"SET GLOBAL memory_limit = '{_literal(memory_limit)}'")
         self._writer.commit()
         self._create_tables(window_labels)
+        # Query connections are made now, before the configuration is locked, because each
+        # carries its own limit on the memory a query's sorts and hash tables may use.
+        self._readers: queue.SimpleQueue[adbc_dbapi.Cursor] = queue.SimpleQueue()
+        for _ in range(readers):
+            conn = self._connect(autocommit=True)
+            cursor = conn.cursor()
+            if query_memory:
+                cursor.execute(f"SET operator_memory_limit = '{int(query_memory)}B'")
+            self._cursors.append(cursor)
+            self._readers.put(cursor)
         with self._writer.cursor() as cur:
             for setting in (
                 "enable_external_access = false",
@@ -260,14 +284,59 @@ class DuckDBHotCache:
 
     # -- queries (any thread) --------------------------------------------------------------
 
-    def _reader(self) -> adbc_dbapi.Cursor:
-        cur: adbc_dbapi.Cursor | None = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self._connect(autocommit=True).cursor()
-            self._local.cursor = cur
-            with self._connections_lock:
-                self._cursors.append(cur)
-        return cur
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[adbc_dbapi.Cursor]:
+        """A query connection for the block (at most ``readers`` queries run at once)."""
+        cursor = self._readers.get()
+        try:
+            yield cursor
+        finally:
+            self._readers.put(cursor)
+
+    def classify(self, sql: str) -> tuple[str, int]:
+        """``("query" | "update", parameter count)`` for one statement; anything else is
+        refused (FSQL-20): files, extensions, attaching, settings, exports, ... ."""
+        try:
+            statements = _parse(sql)
+        except duckdb.Error as exc:
+            raise InvalidQuery(f"cannot parse the statement: {_message(str(exc))}") from None
+        if len(statements) != 1:
+            raise InvalidQuery(f"send exactly one SQL statement at a time, got {len(statements)}")
+        statement = statements[0]
+        count = len(statement.named_parameters)
+        if statement.type in _READ_ONLY_TYPES:
+            return "query", count
+        if statement.type in _UPDATE_TYPES:
+            return str(statement.type).rsplit(".", 1)[-1], count
+        kind = str(statement.type).rsplit(".", 1)[-1]
+        raise PermissionDenied(
+            f"{kind} statements are not allowed: hyprstream runs queries, and INSERT, UPDATE, "
+            "DELETE, CREATE, DROP and ALTER on client tables"
+        )
+
+    @property
+    def catalog_name(self) -> str:
+        return str(self.query("SELECT current_database() AS c").column(0)[0].as_py())
+
+    def relations(self) -> list[tuple[str, str]]:
+        """Tables and views in the hot cache: (name, "TABLE" or "VIEW")."""
+        rows = self.query(
+            "SELECT table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema = 'main' ORDER BY table_name"
+        ).to_pylist()
+        return [(r["table_name"], "VIEW" if "VIEW" in r["table_type"] else "TABLE") for r in rows]
+
+    def columns(self, name: str) -> list[tuple[str, pa.DataType, str]]:
+        """(column, Arrow type as queries return it, SQL type name) of a table or view."""
+        schema = self.shape(f"SELECT * FROM {_q(name)}", 0).schema
+        types = {
+            r["column_name"]: r["data_type"]
+            for r in self.query(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                f"WHERE table_schema = 'main' AND table_name = '{_literal(name)}'"
+            ).to_pylist()
+        }
+        return [(f.name, f.type, types.get(f.name, str(f.type).upper())) for f in schema]
 
     def check_readonly(self, sql: str) -> int:
         """Refuse anything but one read-only statement; returns its parameter count."""
@@ -288,21 +357,44 @@ class DuckDBHotCache:
 
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
         """Run one read-only query and return its result as an Arrow table."""
-        cur = self._reader()
+        with self._reader() as cur:
+            return self._run(cur, sql, params)
+
+    def _run(
+        self, cur: adbc_dbapi.Cursor, sql: str, params: pa.RecordBatch | Sequence[Any] | None
+    ) -> pa.Table:
+        timer = None
+        if self._query_timeout_s is not None:
+            timer = threading.Timer(self._query_timeout_s, _cancel, args=(cur,))
+            timer.daemon = True
+            timer.start()
         try:
             cur.execute(sql, params)
             table: pa.Table = cur.fetch_arrow_table()
         except adbc_dbapi.Error as exc:
-            raise _translate(exc) from None
+            error = _translate(exc)
+            if isinstance(error, ResourceExhausted) and timer is not None and not timer.is_alive():
+                error = ResourceExhausted(
+                    f"the query ran longer than its time limit ({self._query_timeout_s:g} s) "
+                    "and was cancelled"
+                )
+            raise error from None
+        finally:
+            if timer is not None:
+                timer.cancel()
         return table
 
     def shape(self, sql: str, parameter_count: int) -> QueryShape:
         """The result schema of ``sql`` without running it."""
-        cur = self._reader()
-        try:
-            schema: pa.Schema = cur.adbc_execute_schema(sql)
-        except adbc_dbapi.Error as exc:
-            raise _translate(exc) from None
+        with self._reader() as cur:
+            try:
+                schema: pa.Schema = cur.adbc_execute_schema(sql)
+            except adbc_dbapi.Error as exc:
+                if parameter_count and "known only once it is executed" in str(exc):
+                    # DuckDB types some parameterised statements only at execution: the
+                    # result schema is then announced empty and known from the first result.
+                    return QueryShape(schema=pa.schema([]), parameter_count=parameter_count)
+                raise _translate(exc) from None
         return QueryShape(schema=schema, parameter_count=parameter_count)
 
     def interrupt_all(self) -> None:
@@ -334,6 +426,11 @@ def _parse(sql: str) -> list[Any]:
         return list(_parser[0].extract_statements(sql))
 
 
+def _cancel(cursor: adbc_dbapi.Cursor) -> None:
+    with contextlib.suppress(Exception):
+        cursor.adbc_cancel()
+
+
 def _literal(text: str) -> str:
     return text.replace("'", "''")
 
@@ -358,7 +455,7 @@ def _translate(exc: adbc_dbapi.Error) -> HyprstreamError:
     if kind.upper() == "INTERRUPT":
         return ResourceExhausted(f"the query was interrupted (time limit): {clean}")
     if kind == "Out of Memory":
-        return ResourceExhausted(f"the query ran out of memory: {clean}")
+        return ResourceExhausted(f"the query exceeded its memory limit: {clean}")
     if kind in ("INTERNAL", "Internal", "FATAL", "Fatal") or not kind:
         return InternalError(clean)
     return InvalidQuery(clean)

@@ -110,6 +110,18 @@ class MemoryBackend:
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
         raise Unsupported("the in-memory backend answers no queries")
 
+    def execute(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int:
+        raise Unsupported(
+            "the in-memory backend holds no client tables; run hyprstream with a durable "
+            "backend (the embedded default, or --engine adbc)"
+        )
+
+    def ingest(self, table: str, data: pa.Table, mode: str) -> int:
+        return self.execute("")
+
+    def table_schema(self, table: str) -> pa.Schema | None:
+        return self._schema if table == "metrics" else None
+
     @property
     def row_count(self) -> int:
         return sum(t.num_rows for t in self._tables)

@@ -130,4 +130,16 @@ class Backend(Protocol):
         """Run one query in the backend's dialect."""
         ...
 
+    def execute(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int:
+        """Run one update or DDL statement in the backend's dialect; rows affected or -1."""
+        ...
+
+    def ingest(self, table: str, data: pa.Table, mode: str) -> int:
+        """Bulk-ingest into a client table; ``mode`` is an ``adbc_ingest`` mode."""
+        ...
+
+    def table_schema(self, table: str) -> pa.Schema | None:
+        """The Arrow schema of a backend table, or None if there is none of that name."""
+        ...
+
     def close(self) -> None: ...

@@ -15,7 +15,7 @@ Pure: protobuf and pyarrow (no pyarrow.flight), no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import pyarrow as pa
@@ -221,8 +221,3 @@ def sql_info_table(values: Mapping[int, SqlInfoValue], requested: Sequence[int])
         children=child_arrays,
     )
     return pa.Table.from_arrays([pa.array(ids, type=pa.uint32()), union], schema=SQL_INFO_SCHEMA)
-
-
-def without_empty_batches(table: pa.Table) -> Iterable[pa.RecordBatch]:
-    """The table's record batches, skipping empty ones (JDBC stops at the first empty batch)."""
-    return (b for b in table.to_batches() if b.num_rows)

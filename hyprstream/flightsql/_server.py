@@ -23,9 +23,9 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -37,9 +37,18 @@ from hyprstream.errors import (
     HyprstreamError,
     InvalidInput,
     NotFound,
+    PermissionDenied,
     Status,
     Unsupported,
 )
+from hyprstream.flightsql import _metadata as md
+from hyprstream.flightsql._auth import (
+    MIDDLEWARE_KEY,
+    AuthMiddlewareFactory,
+    HandshakeHandler,
+    principal_of,
+)
+from hyprstream.flightsql._credentials import Credentials
 from hyprstream.flightsql._protocol import (
     SQL_INFO_SCHEMA,
     Int32,
@@ -49,7 +58,6 @@ from hyprstream.flightsql._protocol import (
     pb,
     sql_info_table,
     unpack,
-    without_empty_batches,
 )
 
 __all__ = ["INGEST_PATH", "FlightSqlServer"]
@@ -71,6 +79,13 @@ class QueryShapeLike(Protocol):
     def parameter_count(self) -> int: ...
 
 
+class StatementLike(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def parameter_count(self) -> int: ...
+
+
 class SqlService(Protocol):
     """What the server needs from the layer below it (the service satisfies it)."""
 
@@ -79,6 +94,11 @@ class SqlService(Protocol):
     ) -> Future[Any]: ...
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table: ...
     def shape(self, sql: str) -> QueryShapeLike: ...
+    def statement(self, sql: str) -> StatementLike: ...
+    def update(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int: ...
+    def ingest_table(self, table: str, data: pa.Table, mode: str) -> int: ...
+    def catalog(self) -> md.Catalog: ...
+    def sql_keywords(self) -> list[str]: ...
 
 
 @contextlib.contextmanager
@@ -184,6 +204,7 @@ class _Prepared:
     query: str
     schema: pa.Schema | None
     parameter_count: int
+    is_update: bool
     #: The bound parameter rows (one execution per row), as the client sent them.
     parameters: pa.RecordBatch | None = None
 
@@ -256,11 +277,20 @@ def _sql_info(server: FlightSqlServer) -> Mapping[int, SqlInfoValue]:
         SqlInfo.FLIGHT_SQL_SERVER_SUBSTRAIT: False,
         SqlInfo.FLIGHT_SQL_SERVER_TRANSACTION: Int32(0),  # none: every statement stands alone
         SqlInfo.FLIGHT_SQL_SERVER_CANCEL: False,
-        SqlInfo.FLIGHT_SQL_SERVER_BULK_INGESTION: False,
+        SqlInfo.FLIGHT_SQL_SERVER_BULK_INGESTION: True,
         SqlInfo.FLIGHT_SQL_SERVER_INGEST_TRANSACTIONS_SUPPORTED: False,
         SqlInfo.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: Int32(0),
         SqlInfo.FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT: Int32(0),
+        SqlInfo.SQL_DDL_CATALOG: False,
+        SqlInfo.SQL_DDL_SCHEMA: False,
+        SqlInfo.SQL_DDL_TABLE: True,
+        SqlInfo.SQL_IDENTIFIER_CASE: Int32(1),  # case insensitive, as DuckDB
         SqlInfo.SQL_IDENTIFIER_QUOTE_CHAR: '"',
+        SqlInfo.SQL_QUOTED_IDENTIFIER_CASE: Int32(1),
+        SqlInfo.SQL_NULL_ORDERING: Int32(3),  # nulls sorted at the end
+        SqlInfo.SQL_KEYWORDS: server.service.sql_keywords(),
+        SqlInfo.SQL_SEARCH_STRING_ESCAPE: md.LIKE_ESCAPE,
+        SqlInfo.SQL_EXTRA_NAME_CHARACTERS: "",
         SqlInfo.SQL_ALL_TABLES_ARE_SELECTABLE: True,
         SqlInfo.SQL_SUPPORTS_COLUMN_ALIASING: True,
         SqlInfo.SQL_NULL_PLUS_NULL_IS_NULL: True,
@@ -268,14 +298,67 @@ def _sql_info(server: FlightSqlServer) -> Mapping[int, SqlInfoValue]:
     }
 
 
-class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
-    """Serves ingest (Arrow Flight DoPut) and SQL (Flight SQL) for one :class:`Hyprstream`."""
+_BATCH_BYTES = 4 * 1024**2
 
-    def __init__(self, service: SqlService, location: str, **kwargs: Any) -> None:
+#: The result of an update or DDL statement run as a query (ADBC's execute() does that).
+UPDATE_RESULT_SCHEMA = pa.schema([pa.field("rows_affected", pa.int64(), nullable=False)])
+
+#: adbc_ingest modes from CommandStatementIngest's table definition options.
+_INGEST_MODES = {
+    (1, 1): "create",  # (CREATE, FAIL)
+    (2, 2): "append",  # (FAIL, APPEND)
+    (1, 3): "replace",  # (CREATE, REPLACE)
+    (1, 2): "create_append",  # (CREATE, APPEND)
+}
+
+_METADATA: dict[type[Any], Callable[[md.Catalog, Any], pa.Table]] = {
+    pb.CommandGetCatalogs: lambda c, cmd: md.get_catalogs(c),
+    pb.CommandGetDbSchemas: md.get_db_schemas,
+    pb.CommandGetTables: md.get_tables,
+    pb.CommandGetTableTypes: lambda c, cmd: md.get_table_types(c),
+    pb.CommandGetPrimaryKeys: md.get_primary_keys,
+    pb.CommandGetExportedKeys: md.get_exported_keys,
+    pb.CommandGetImportedKeys: md.get_imported_keys,
+    pb.CommandGetCrossReference: md.get_cross_reference,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsFiles:
+    """PEM contents: the server's certificate chain and key, and (for mutual TLS) the CA
+    that client certificates must chain to."""
+
+    cert: bytes
+    key: bytes = field(repr=False)
+    client_ca: bytes | None = None
+
+
+class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
+    """Serves ingest (Arrow Flight DoPut) and SQL (Flight SQL) for one service."""
+
+    def __init__(
+        self,
+        service: SqlService,
+        location: str,
+        *,
+        credentials: Credentials | None = None,
+        tls: TlsFiles | None = None,
+        **kwargs: Any,
+    ) -> None:
         # Without this, pyarrow appends the handler's Python traceback to the message of
         # every INVALID_ARGUMENT / NOT_FOUND / UNIMPLEMENTED error it sends to clients.
         sys.tracebacklimit = 0
-        super().__init__(location, **kwargs)
+        options: dict[str, Any] = {
+            "middleware": {MIDDLEWARE_KEY: AuthMiddlewareFactory(credentials)}
+        }
+        if credentials is not None:
+            options["auth_handler"] = HandshakeHandler()
+        if tls is not None:
+            options["tls_certificates"] = [flight.CertKeyPair(tls.cert, tls.key)]
+            if tls.client_ca is not None:
+                options["verify_client"] = True
+                options["root_certificates"] = tls.client_ca
+        super().__init__(location, **options, **kwargs)
         self.service = service
         self._results = _Registry(RESULT_POLICY, "result")
         self._prepared = _Registry(PREPARED_POLICY, "prepared statement")
@@ -288,7 +371,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     ) -> flight.FlightInfo:
         with _flight_errors("GetFlightInfo"):
             command = self._command(descriptor)
-            table = self._execute(command)
+            table = self._execute(context, command)
             handle = self._results.put(table, table.nbytes)
             ticket = flight.Ticket(pack(pb.TicketStatementQuery(statement_handle=handle)))
             return flight.FlightInfo(
@@ -301,14 +384,23 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         with _flight_errors("GetSchema"):
             command = self._command(descriptor)
             if isinstance(command, pb.CommandStatementQuery):
-                return flight.SchemaResult(self.service.shape(command.query).schema)
+                return flight.SchemaResult(self._statement_schema(command.query))
             if isinstance(command, pb.CommandPreparedStatementQuery):
                 prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
+                if prepared.is_update:
+                    return flight.SchemaResult(UPDATE_RESULT_SCHEMA)
                 schema = prepared.schema or self.service.shape(prepared.query).schema
                 return flight.SchemaResult(schema)
             if isinstance(command, pb.CommandGetSqlInfo):
                 return flight.SchemaResult(SQL_INFO_SCHEMA)
+            if type(command) in _METADATA or isinstance(command, pb.CommandGetXdbcTypeInfo):
+                return flight.SchemaResult(md.result_schema(command))
             raise Unsupported(f"GetSchema of {type(command).__name__} is not supported")
+
+    def _statement_schema(self, sql: str) -> pa.Schema:
+        if self.service.statement(sql).kind != "query":
+            return UPDATE_RESULT_SCHEMA
+        return self.service.shape(sql).schema
 
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
@@ -317,7 +409,13 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
             message = unpack(ticket.ticket, expect=pb.TicketStatementQuery)
             assert isinstance(message, pb.TicketStatementQuery)
             table: pa.Table = self._results.pop(message.statement_handle)
-            batches = list(without_empty_batches(table))
+            # Batches small enough for every client's default message limit (Go: 16 MiB).
+            rows = (
+                max(1, int(_BATCH_BYTES * table.num_rows / table.nbytes))
+                if table.nbytes
+                else 65_536
+            )
+            batches = [b for b in table.to_batches(max_chunksize=min(rows, 65_536)) if b.num_rows]
             return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=table.schema))
 
     def _command(self, descriptor: flight.FlightDescriptor) -> Any:
@@ -328,13 +426,23 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
             )
         return unpack(descriptor.command)
 
-    def _execute(self, command: Any) -> pa.Table:
+    def _run(self, context: Any, sql: str, params: pa.RecordBatch | None = None) -> pa.Table:
+        """A query, or an update run as a query (its result is the rows affected)."""
+        statement = self.service.statement(sql)
+        if statement.kind == "query":
+            return self.service.query(sql, params)
+        _require_write(context, f"{statement.kind} statements")
+        count = self.service.update(sql, params)
+        return pa.table([pa.array([count], pa.int64())], schema=UPDATE_RESULT_SCHEMA)
+
+    def _execute(self, context: Any, command: Any) -> pa.Table:
         if isinstance(command, pb.CommandStatementQuery):
-            return self.service.query(command.query)
+            _no_transaction(command)
+            return self._run(context, command.query)
         if isinstance(command, pb.CommandPreparedStatementQuery):
             prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
             if not prepared.parameter_count:
-                return self.service.query(prepared.query)
+                return self._run(context, prepared.query)
             if prepared.parameters is None:
                 raise InvalidInput(
                     f"the prepared statement takes {prepared.parameter_count} parameter(s); "
@@ -342,14 +450,19 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
                 )
             batch = prepared.parameters
             tables = [
-                self.service.query(prepared.query, batch.slice(i, 1)) for i in range(batch.num_rows)
+                self._run(context, prepared.query, batch.slice(i, 1)) for i in range(batch.num_rows)
             ]
             return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         if isinstance(command, pb.CommandGetSqlInfo):
             return sql_info_table(self._info, list(command.info))
-        raise Unsupported(f"{type(command).__name__} is not supported by hyprstream yet")
+        if isinstance(command, pb.CommandGetXdbcTypeInfo):
+            return md.get_xdbc_type_info(command)
+        builder = _METADATA.get(type(command))
+        if builder is not None:
+            return builder(self.service.catalog(), command)
+        raise Unsupported(f"{type(command).__name__} is not supported by hyprstream")
 
-    # -- ingest and parameter binding ---------------------------------------------------------
+    # -- ingest, updates and parameter binding --------------------------------------------------
 
     def do_put(
         self,
@@ -360,15 +473,55 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     ) -> None:
         with _flight_errors("DoPut"):
             if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                _require_write(context, "ingest")
                 self._ingest(descriptor, reader, writer)
                 return
             command = self._command(descriptor)
             if isinstance(command, pb.CommandPreparedStatementQuery):
                 self._bind(command, reader, writer)
-                return
-            raise Unsupported(
-                f"DoPut with {type(command).__name__} is not supported by hyprstream yet"
+            elif isinstance(command, pb.CommandStatementUpdate):
+                _no_transaction(command)
+                # ADBC's executescript sends no schema: do not touch the stream.
+                _require_write(context, "updates")
+                count = self.service.update(command.query)
+                writer.write(
+                    pa.py_buffer(pb.DoPutUpdateResult(record_count=count).SerializeToString())
+                )
+            elif isinstance(command, pb.CommandPreparedStatementUpdate):
+                _require_write(context, "updates")
+                prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
+                params = _read_parameters(reader, prepared.parameter_count)
+                count = self.service.update(prepared.query, params)
+                writer.write(
+                    pa.py_buffer(pb.DoPutUpdateResult(record_count=count).SerializeToString())
+                )
+            elif isinstance(command, pb.CommandStatementIngest):
+                _require_write(context, "ingest")
+                count = self._ingest_table(command, reader)
+                writer.write(
+                    pa.py_buffer(pb.DoPutUpdateResult(record_count=count).SerializeToString())
+                )
+            else:
+                raise Unsupported(
+                    f"DoPut with {type(command).__name__} is not supported by hyprstream"
+                )
+
+    def _ingest_table(self, command: pb.CommandStatementIngest, reader: Any) -> int:
+        if command.HasField("transaction_id"):
+            raise Unsupported("transactions are not supported: every ingest commits on its own")
+        if command.temporary:
+            raise Unsupported("temporary tables are not supported: ingest into a durable table")
+        options = command.table_definition_options
+        mode = _INGEST_MODES.get((options.if_not_exist, options.if_exists))
+        if mode is None:
+            raise InvalidInput(
+                f"unsupported table definition options (if_not_exist={options.if_not_exist}, "
+                f"if_exists={options.if_exists}); use one of adbc_ingest's modes"
             )
+        if command.HasField("schema") and command.schema not in ("", "main"):
+            raise NotFound(f"no database schema named {command.schema!r}: tables live in 'main'")
+        data = reader.read_all()
+        return self.service.ingest_table(command.table, data, mode)
 
     def _ingest(
         self,
@@ -421,13 +574,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         writer: flight.FlightMetadataWriter,
     ) -> None:
         prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
-        table = reader.read_all()
-        if table.num_columns != prepared.parameter_count:
-            raise InvalidInput(
-                f"the prepared statement takes {prepared.parameter_count} parameter(s), "
-                f"got {table.num_columns}"
-            )
-        prepared.parameters = table.combine_chunks().to_batches()[0] if table.num_rows else None
+        prepared.parameters = _read_parameters(reader, prepared.parameter_count)
         result = pb.DoPutPreparedStatementResult(
             prepared_statement_handle=command.prepared_statement_handle
         )
@@ -437,8 +584,9 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         return [
-            ("CreatePreparedStatement", "Prepare a SQL query"),
+            ("CreatePreparedStatement", "Prepare a SQL statement"),
             ("ClosePreparedStatement", "Release a prepared statement"),
+            ("CloseSession", "End the session (hyprstream keeps no session state)"),
         ]
 
     def do_action(
@@ -455,17 +603,55 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
                 assert isinstance(request, pb.ActionClosePreparedStatementRequest)
                 self._prepared.discard(request.prepared_statement_handle)
                 return iter([])
+            if action.type == "CloseSession":
+                closed = pb.CloseSessionResult(status=pb.CloseSessionResult.CLOSED)
+                return iter([closed.SerializeToString()])
+            if action.type in (
+                "BeginTransaction",
+                "EndTransaction",
+                "BeginSavepoint",
+                "EndSavepoint",
+            ):
+                raise Unsupported(
+                    "transactions are not supported: every statement and ingest commits on its own "
+                    "(connect with autocommit on)"
+                )
             raise Unsupported(f"action {action.type!r} is not supported by hyprstream")
 
     def _create_prepared(self, query: str) -> pb.ActionCreatePreparedStatementResult:
-        shape = self.service.shape(query)
-        handle = self._prepared.put(_Prepared(query, shape.schema, shape.parameter_count))
-        parameters = pa.schema(
-            [pa.field(f"${i + 1}", pa.null()) for i in range(shape.parameter_count)]
-        )
+        statement = self.service.statement(query)
+        is_update = statement.kind != "query"
+        schema = UPDATE_RESULT_SCHEMA if is_update else self.service.shape(query).schema
+        count = statement.parameter_count
+        handle = self._prepared.put(_Prepared(query, schema, count, is_update))
+        parameters = pa.schema([pa.field(f"${i + 1}", pa.null()) for i in range(count)])
         return pb.ActionCreatePreparedStatementResult(
             prepared_statement_handle=handle,
-            dataset_schema=shape.schema.serialize().to_pybytes(),
+            dataset_schema=b"" if is_update else schema.serialize().to_pybytes(),
             parameter_schema=parameters.serialize().to_pybytes(),
-            is_update=False,
+            is_update=is_update,
         )
+
+
+def _require_write(context: Any, what: str) -> None:
+    principal = principal_of(context)
+    if not principal.can_write:
+        raise PermissionDenied(f"{principal.name!r} is read-only: {what} need the write role")
+
+
+def _no_transaction(command: Any) -> None:
+    if command.HasField("transaction_id"):
+        raise Unsupported("transactions are not supported: connect with autocommit on")
+
+
+def _read_parameters(reader: Any, expected: int) -> pa.RecordBatch | None:
+    """The bound parameter rows of a DoPut, checked against the statement's count."""
+    table = reader.read_all()
+    if table.num_columns != expected:
+        raise InvalidInput(
+            f"the prepared statement takes {expected} parameter(s), got {table.num_columns}"
+        )
+    if not table.num_rows:
+        return None
+    batch: pa.RecordBatch = table.combine_chunks().to_batches()[0]
+    return batch

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from dataclasses import dataclass
 
 import sqlglot
@@ -22,7 +23,7 @@ from sqlglot import exp
 
 from hyprstream.errors import InvalidQuery
 
-__all__ = ["QueryAnalysis", "analyse", "to_backend_sql"]
+__all__ = ["QueryAnalysis", "analyse", "forbidden_functions", "to_backend_sql"]
 
 _UNITS_US = {
     "microsecond": 1,
@@ -144,6 +145,33 @@ def _interval(node: exp.Expression) -> int | None:
         return None
     per = _UNITS_US.get(unit_name.lower().rstrip("s"))
     return None if per is None else int(amount * per)
+
+
+#: Server-side functions a client must not reach through the backend (files, other servers,
+#: sessions, settings), whatever the backend role may do (FSQL-22).
+_FORBIDDEN = re.compile(
+    r"^(pg_read_file|pg_read_binary_file|pg_ls_\w+|pg_stat_file|lo_\w+|dblink\w*|"
+    r"pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_promote|"
+    r"set_config|pg_sleep\w*|pg_file_\w+|query_to_xml\w*|read_\w+|glob|getenv)$",
+    re.IGNORECASE,
+)
+
+
+def forbidden_functions(sql: str) -> list[str]:
+    """Names of functions in ``sql`` that no client statement may call on the backend."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError:
+        return []
+    names = set()
+    for node in tree.find_all(exp.Func):
+        name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+        if _FORBIDDEN.match(name or ""):
+            names.add(name.lower())
+    for table in tree.find_all(exp.Table):  # table functions: FROM read_csv(...)
+        if isinstance(table.this, exp.Anonymous) and _FORBIDDEN.match(table.this.name):
+            names.add(table.this.name.lower())
+    return sorted(names)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -33,10 +33,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hyprstream.backend import Backend, DuckDBHotCache, QueryShape
-from hyprstream.backend._port import BatchAck, DuplicateBatch, StoredBatch
+from hyprstream.backend import WINDOW_COLUMNS, Backend, DuckDBHotCache, QueryShape, duckdb_type
+from hyprstream.backend._port import (
+    BATCHES_TABLE,
+    WINDOWS_TABLE,
+    BatchAck,
+    DuplicateBatch,
+    StoredBatch,
+)
 from hyprstream.cachepolicy import CachePolicy
-from hyprstream.errors import InvalidInput, InvalidQuery, NotFound
+from hyprstream.errors import InvalidInput, InvalidQuery, NotFound, PermissionDenied, Unsupported
+from hyprstream.flightsql._metadata import Catalog, ColumnInfo, TableInfo
 from hyprstream.model import (
     METRIC_ID,
     RUNNING_AVG,
@@ -52,10 +59,10 @@ from hyprstream.model import (
 )
 from hyprstream.service._appender import Appender
 from hyprstream.service._readthrough import ReadThrough
-from hyprstream.service._routing import analyse, to_backend_sql
+from hyprstream.service._routing import analyse, forbidden_functions, to_backend_sql
 from hyprstream.windows import StateColumns, StoreChanges, WindowSize, WindowStore
 
-__all__ = ["Hyprstream", "IngestResult", "ServiceOptions"]
+__all__ = ["Hyprstream", "IngestResult", "ServiceOptions", "Statement"]
 
 log = logging.getLogger("hyprstream.service")
 
@@ -63,6 +70,46 @@ log = logging.getLogger("hyprstream.service")
 _MAX_PENDING_CLOSED = 256
 _HOUR_US = 3_600_000_000
 _MAX_BATCH_ID = 256
+
+
+_INTERNAL = "_hyprstream"
+_BACKEND_INTERNAL = frozenset({BATCHES_TABLE, WINDOWS_TABLE})
+#: Columns hyprstream never leaves NULL, for the metadata commands.
+_NOT_NULL = {
+    "metrics": frozenset({"metric_id", "timestamp", "value"}),
+    **{
+        name: frozenset(f.name for f in WINDOW_COLUMNS if not f.nullable)
+        for name in ("metric_windows",)
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    kind: str  # "query" or "update"
+    parameter_count: int
+    tables: frozenset[str]
+
+
+def _backend_table(catalog: str, name: str, schema: pa.Schema) -> TableInfo:
+    columns = []
+    for f in schema:
+        try:
+            sql_type = duckdb_type(f.type)
+        except InvalidInput:
+            sql_type = str(f.type).upper()
+        columns.append(
+            ColumnInfo(
+                name=f.name,
+                arrow_type=f.type,
+                sql_type=sql_type,
+                nullable=f.nullable,
+                read_only=False,
+            )
+        )
+    return TableInfo(
+        catalog=catalog, db_schema="main", name=name, table_type="TABLE", columns=tuple(columns)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +180,7 @@ class Hyprstream:
         self._hot_tables = frozenset(
             {"metrics", "metric_windows", *(f"metrics_{s.label}" for s in store.sizes)}
         )
+        self._backend_table_names: set[str] | None = None
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -461,14 +509,21 @@ class Hyprstream:
             return self.cache.query(sql, params)
         unknown = reads - self._hot_tables - self._backend_tables()
         if unknown:
+            self._backend_table_names = None  # a table may have been created around us
+            unknown = reads - self._hot_tables - self._backend_tables()
+        if unknown:
             raise NotFound(
                 f"no table named {', '.join(sorted(unknown))} in hyprstream or its backend"
             )
+        _refuse_forbidden(sql)
         backend_sql = to_backend_sql(sql, self.backend.dialect)
         return self.results.query(backend_sql, params, reads)
 
     def _backend_tables(self) -> set[str]:
-        return {t.lower() for t in self.backend.tables()}
+        names = self._backend_table_names
+        if names is None:
+            names = self._backend_table_names = {t.lower() for t in self.backend.tables()}
+        return names
 
     def shape(self, sql: str) -> QueryShape:
         """Result schema and parameter count of ``sql``, for prepared statements."""
@@ -477,6 +532,104 @@ class Hyprstream:
             return QueryShape(schema=pa.schema([]), parameter_count=count)
         self._prepare_read()
         return self.cache.shape(sql, count)
+
+    # -- statements that change data, and client tables ---------------------------------------
+
+    def statement(self, sql: str) -> Statement:
+        """What kind of statement ``sql`` is and where it runs; refuses what hyprstream does
+        not run (FSQL-20): only queries, and updates or DDL on client tables in the backend."""
+        kind, count = self.cache.classify(sql)
+        if kind == "query":
+            return Statement(kind="query", parameter_count=count, tables=frozenset())
+        tables = analyse(sql).tables
+        protected = (tables & self._hot_tables) | {
+            t for t in tables if t.startswith(_INTERNAL) or t in _BACKEND_INTERNAL
+        }
+        if protected:
+            raise PermissionDenied(
+                f"{kind} statements may not touch {', '.join(sorted(protected))}: hyprstream "
+                "maintains it; ingest samples with DoPut or CommandStatementIngest on 'metrics'"
+            )
+        if not self.backend.queryable:
+            raise Unsupported(
+                "this node has no backend that keeps client tables (engine 'memory'); run it "
+                "with the embedded default or --engine adbc"
+            )
+        return Statement(kind="update", parameter_count=count, tables=tables)
+
+    def update(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int:
+        """Run an update or DDL statement on the backend; returns rows affected (or -1)."""
+        statement = self.statement(sql)
+        if statement.kind != "update":
+            raise InvalidQuery("this is a query, not an update; run it as a query")
+        _refuse_forbidden(sql)
+        count = self.backend.execute(to_backend_sql(sql, self.backend.dialect), params)
+        for table in statement.tables:
+            self.results.invalidate(table)
+        self._backend_table_names = None
+        return count
+
+    def ingest_table(self, table: str, data: pa.Table, mode: str) -> int:
+        """Bulk ingest (``CommandStatementIngest``): into ``metrics`` through the validated,
+        written-through, windowed path (appending only), or into a client table."""
+        name = table.lower()
+        if name == "metrics":
+            if mode not in ("append", "create_append"):
+                raise InvalidInput(
+                    f"ingest mode {mode!r} would create or replace 'metrics', which exists and "
+                    "is maintained by hyprstream; append to it"
+                )
+            accepted = 0
+            for batch in data.to_batches():
+                if batch.num_rows:
+                    accepted += self.ingest(batch).accepted
+            return accepted
+        if name in self._hot_tables or name.startswith(_INTERNAL) or name in _BACKEND_INTERNAL:
+            raise PermissionDenied(
+                f"{table!r} is maintained by hyprstream; it cannot be ingested into"
+            )
+        if not self.backend.queryable:
+            raise Unsupported("this node has no backend that keeps client tables (engine 'memory')")
+        count = self.backend.ingest(table, data, mode)
+        self.results.invalidate(name)
+        self._backend_table_names = None
+        return count
+
+    def catalog(self) -> Catalog:
+        """The tables and views a client can query, for the metadata commands."""
+        catalog_name = self.cache.catalog_name
+        tables = []
+        for name, kind in self.cache.relations():
+            if name.startswith(_INTERNAL):
+                continue
+            not_null = _NOT_NULL.get(
+                name, _NOT_NULL["metric_windows"] if name.startswith("metrics_") else frozenset()
+            )
+            columns = tuple(
+                ColumnInfo(name=c, arrow_type=t, sql_type=sql, nullable=c not in not_null)
+                for c, t, sql in self.cache.columns(name)
+            )
+            tables.append(
+                TableInfo(
+                    catalog=catalog_name,
+                    db_schema="main",
+                    name=name,
+                    table_type=kind,
+                    columns=columns,
+                )
+            )
+        seen = {t.name for t in tables}
+        if self.backend.queryable:
+            for name in sorted(self._backend_tables() - seen):
+                schema = self.backend.table_schema(name)
+                if schema is not None:
+                    tables.append(_backend_table(catalog_name, name, schema))
+        return Catalog(tables=tuple(tables))
+
+    def sql_keywords(self) -> list[str]:
+        """The SQL keywords of the engine clients talk to (SqlInfo SQL_KEYWORDS)."""
+        table = self.cache.query("SELECT keyword_name FROM duckdb_keywords() ORDER BY 1")
+        return [str(k).upper() for k in table.column(0).to_pylist()]
 
     @property
     def labels(self) -> dict[str, pa.DataType]:
@@ -492,6 +645,15 @@ class Hyprstream:
             self._appender.close()
             self.cache.close()
             self.backend.close()
+
+
+def _refuse_forbidden(sql: str) -> None:
+    names = forbidden_functions(sql)
+    if names:
+        raise PermissionDenied(
+            f"{', '.join(names)} may not be called: client SQL cannot reach files, other "
+            "servers, sessions or settings"
+        )
 
 
 def _resolved(result: IngestResult) -> Future[IngestResult]:

@@ -130,9 +130,9 @@ def test_garbage_and_unknown_commands(node: Node) -> None:
     client = flight.connect(f"grpc://127.0.0.1:{node.port}")
     with pytest.raises(pa.ArrowInvalid, match=r"not a serialized google.protobuf.Any"):
         client.get_flight_info(flight.FlightDescriptor.for_command(b"\xff\x00garbage"))
-    update = flight.FlightDescriptor.for_command(pack(pb.CommandGetCrossReference(pk_table="a", fk_table="b")))
-    with pytest.raises(pa.ArrowNotImplementedError, match="CommandGetCrossReference"):
-        client.get_flight_info(update)
+    substrait = flight.FlightDescriptor.for_command(pack(pb.CommandStatementSubstraitPlan()))
+    with pytest.raises(pa.ArrowNotImplementedError, match="CommandStatementSubstraitPlan"):
+        client.get_flight_info(substrait)
     with pytest.raises(pa.ArrowNotImplementedError, match="not supported"):
         list(client.do_action(flight.Action("Frobnicate", b"")))
     with pytest.raises(pa.ArrowKeyError, match=r"unknown or expired result handle"):
@@ -147,8 +147,9 @@ def test_garbage_and_unknown_commands(node: Node) -> None:
         ("SELEC 1", pa.ArrowInvalid, "syntax error"),
         ("SELECT * FROM no_such_table", pa.ArrowKeyError, "no_such_table"),
         ("SELECT 1; SELECT 2", pa.ArrowInvalid, "exactly one SQL statement"),
-        ("DELETE FROM metrics", flight.FlightUnauthorizedError, "DELETE statements are not allowed"),
-        ("DROP TABLE metrics", flight.FlightUnauthorizedError, "not allowed"),
+        ("DELETE FROM metrics", flight.FlightUnauthorizedError, "DELETE statements may not touch metrics"),
+        ("DROP TABLE metrics", flight.FlightUnauthorizedError, "may not touch metrics"),
+        ("CREATE TABLE t (x INTEGER)", pa.ArrowNotImplementedError, "no backend that keeps client tables"),
         ("SET threads = 1", flight.FlightUnauthorizedError, "not allowed"),
         ("ATTACH ':memory:' AS other", flight.FlightUnauthorizedError, "not allowed"),
         ("COPY metrics TO '/tmp/leak.csv'", flight.FlightUnauthorizedError, "not allowed"),

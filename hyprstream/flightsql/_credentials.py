@@ -1,0 +1,183 @@
+"""Principals, their passwords and bearer tokens (spec/flightsql.md, FSQL-40..FSQL-46).
+
+Pure: parsing, password checks and token bookkeeping, with time as an argument. The server's
+middleware (``_auth``) reads headers and calls these.
+
+* A user list has one ``name:password:role`` entry per line (or comma-separated, from the
+  environment); ``role`` is ``read`` (queries only) or ``write`` (also ingest, updates and
+  DDL; the default). A password may be stored as ``scrypt:<salt hex>:<hash hex>`` (see
+  :func:`hash_password`) instead of in clear text.
+* ``Basic`` credentials are base64 of ``name:password``; unpadded base64 (Go clients send it)
+  is accepted.
+* A successful Basic login (or Flight handshake) issues a random bearer token, valid for a
+  fixed time; static tokens may also be configured, as ``token:name:role``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hyprstream.errors import ConfigError, Unauthenticated
+
+__all__ = [
+    "READ",
+    "WRITE",
+    "Credentials",
+    "Principal",
+    "TokenBook",
+    "hash_password",
+    "parse_basic",
+    "parse_users",
+]
+
+READ = "read"
+WRITE = "write"
+_ROLES = (READ, WRITE)
+TOKEN_TTL_NS = 12 * 3600 * 10**9
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.role == WRITE
+
+
+ANONYMOUS = Principal("anonymous", WRITE)
+
+
+@dataclass(frozen=True, slots=True)
+class _User:
+    principal: Principal
+    password: str = field(repr=False)
+
+    def check(self, password: str) -> bool:
+        if self.password.startswith("scrypt:"):
+            _, salt, digest = self.password.split(":", 2)
+            got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=2**14, r=8, p=1)
+            return hmac.compare_digest(got.hex(), digest)
+        return hmac.compare_digest(password.encode(), self.password.encode())
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """The ``scrypt:<salt>:<hash>`` form of ``password`` for a user file."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt:{salt.hex()}:{digest.hex()}"
+
+
+def parse_users(entries: Iterable[str], *, source: str) -> dict[str, _User]:
+    """``name:password[:role]`` entries (blank lines and ``#`` comments are skipped)."""
+    users: dict[str, _User] = {}
+    for number, raw in enumerate(entries, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, rest = line.partition(":")
+        if not sep or not name:
+            raise ConfigError(f"{source}, entry {number}: expected name:password[:role]")
+        password, role = rest, WRITE
+        if rest.startswith("scrypt:"):
+            parts = rest.split(":")
+            password = ":".join(parts[:3])
+            role = parts[3] if len(parts) > 3 else WRITE
+        elif rest.rsplit(":", 1)[-1] in _ROLES and ":" in rest:
+            password, role = rest.rsplit(":", 1)
+        if role not in _ROLES:
+            raise ConfigError(f"{source}, entry {number}: role must be read or write")
+        if not password:
+            raise ConfigError(f"{source}, entry {number}: empty password for {name!r}")
+        if name in users:
+            raise ConfigError(f"{source}, entry {number}: user {name!r} appears twice")
+        users[name] = _User(Principal(name, role), password)
+    return users
+
+
+def parse_basic(value: str) -> tuple[str, str]:
+    """Name and password from a ``Basic`` header value (padded or not)."""
+    encoded = value.strip()
+    encoded += "=" * (-len(encoded) % 4)
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated(
+            "malformed Basic credentials (expected base64 of name:password)"
+        ) from None
+    name, sep, password = decoded.partition(":")
+    if not sep:
+        raise Unauthenticated("malformed Basic credentials (expected base64 of name:password)")
+    return name, password
+
+
+class Credentials:
+    """Who may connect: users (by password) and static tokens."""
+
+    def __init__(
+        self, users: Mapping[str, _User], tokens: Mapping[str, Principal] | None = None
+    ) -> None:
+        self._users = dict(users)
+        self._static = dict(tokens or {})
+
+    @classmethod
+    def parse(cls, users: Iterable[str], *, source: str, tokens: Iterable[str] = ()) -> Credentials:
+        static: dict[str, Principal] = {}
+        for number, raw in enumerate(tokens, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            token, _, rest = line.partition(":")
+            name, _, role = rest.partition(":")
+            role = role or READ
+            if not token or not name or role not in _ROLES:
+                raise ConfigError(f"token entry {number}: expected token:name[:read|write]")
+            static[token] = Principal(name, role)
+        return cls(parse_users(users, source=source), static)
+
+    def __len__(self) -> int:
+        return len(self._users) + len(self._static)
+
+    def login(self, name: str, password: str) -> Principal:
+        user = self._users.get(name)
+        if user is None or not user.check(password):
+            raise Unauthenticated("invalid user name or password")
+        return user.principal
+
+    def static_token(self, token: str) -> Principal | None:
+        for known, principal in self._static.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return principal
+        return None
+
+
+@dataclass(slots=True)
+class TokenBook:
+    """Bearer tokens issued at login, each valid for ``ttl_ns`` from its issue."""
+
+    ttl_ns: int = TOKEN_TTL_NS
+    _tokens: dict[str, tuple[Principal, int]] = field(default_factory=dict)
+
+    def issue(self, principal: Principal, now_ns: int) -> str:
+        self._expire(now_ns)
+        token = secrets.token_urlsafe(32)
+        self._tokens[token] = (principal, now_ns + self.ttl_ns)
+        return token
+
+    def principal(self, token: str, now_ns: int) -> Principal | None:
+        entry = self._tokens.get(token)
+        if entry is None or entry[1] <= now_ns:
+            return None
+        return entry[0]
+
+    def _expire(self, now_ns: int) -> None:
+        stale = [t for t, (_, until) in self._tokens.items() if until <= now_ns]
+        for token in stale:
+            del self._tokens[token]

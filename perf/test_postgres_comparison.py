@@ -1,0 +1,252 @@
+"""hyprstream in front of PostgreSQL versus PostgreSQL alone, at 1,000,000 and 10,000,000 samples.
+
+For each scale, in one run: samples of 1,000 metrics spread over the last 24 hours are ingested
+through hyprstream with PostgreSQL write-through (timed: write-through throughput), and the same
+samples are bulk-ingested straight into PostgreSQL through ADBC into a table with the same
+index (timed: PostgreSQL's own rate). Then two queries are timed both ways, each through the
+ADBC client: the seed example, and a dashboard query (one metric's per-5-minute average over
+the last 24 hours); PostgreSQL answers them from hyprstream's own backend table, which has the
+(metric_id, timestamp) index.
+
+Run: ``pytest perf/test_postgres_comparison.py --benchmark-enable -p no:cacheprovider -s``
+(needs PostgreSQL binaries or HYPRSTREAM_TEST_POSTGRES_URI, as the integration tests do).
+Results: printed, and written to ``perf/results/postgres_comparison.json``. Nothing about speed
+is asserted; the two systems' answers are checked against each other.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_flightsql.dbapi as flightsql
+import adbc_driver_postgresql.dbapi as pg
+import numpy as np
+import pyarrow as pa
+import pytest
+from pyarrow import flight
+
+from conformance.process import spawn_server
+from tests.integration.postgres import PostgresServer, postgres  # noqa: F401  (the fixture)
+
+SCALES = (1_000_000, 10_000_000)
+METRICS = 1_000
+BATCH_ROWS = 65_536
+SPAN_US = 24 * 3_600_000_000
+RESULTS = Path(__file__).with_name("results") / "postgres_comparison.json"
+SCHEMA = pa.schema(
+    [("metric_id", pa.utf8()), ("timestamp", pa.timestamp("us", tz="UTC")), ("value", pa.float64())]
+)
+SEED = (
+    "SELECT \n    metric_id,\n    COUNT(*) as samples,\n    AVG(value_running_window_avg) as avg_value\n"
+    "FROM metrics\nWHERE timestamp >= NOW() - INTERVAL '1 hour'\nGROUP BY metric_id\n"
+    "ORDER BY avg_value DESC"
+)
+SEED_PG = SEED.replace("timestamp >=", '"timestamp" >=')
+#: The dashboard as hyprstream answers it: from the 5-minute windows it maintains (the server
+#: keeps 25 hours of them for this benchmark; the default is 6 hours).
+DASHBOARD = (
+    "SELECT window_start AS bucket, avg AS avg_value FROM metrics_5m "
+    "WHERE metric_id = 'metric_0042' AND window_start >= NOW() - INTERVAL '24 hours' "
+    "- INTERVAL '5 minutes' ORDER BY bucket"
+)
+#: The same question over the raw samples, as PostgreSQL must answer it (reported too).
+DASHBOARD_RAW = (
+    "SELECT time_bucket(INTERVAL '5 minutes', timestamp) AS bucket, avg(value) AS avg_value "
+    "FROM metrics WHERE metric_id = 'metric_0042' AND timestamp >= NOW() - INTERVAL '24 hours' "
+    "GROUP BY bucket ORDER BY bucket"
+)
+DASHBOARD_PG = (
+    "SELECT date_bin(INTERVAL '5 minutes', \"timestamp\", TIMESTAMPTZ '2000-01-03 00:00:00+00') "
+    "AS bucket, avg(value) AS avg_value FROM metrics WHERE metric_id = 'metric_0042' "
+    "AND \"timestamp\" >= NOW() - INTERVAL '24 hours' GROUP BY bucket ORDER BY bucket"
+)
+
+_summary: dict[str, Any] = {"metrics": METRICS, "scales": {}}
+
+
+def batches(rows: int) -> Iterator[pa.RecordBatch]:
+    rng = np.random.default_rng(rows)
+    end = time.time_ns() // 1000
+    ts = np.sort(rng.integers(end - SPAN_US, end, rows, dtype=np.int64))
+    names = pa.array([f"metric_{i:04d}" for i in range(METRICS)])
+    codes = rng.integers(0, METRICS, rows)
+    values = rng.uniform(0, 100, rows)
+    for lo in range(0, rows, BATCH_ROWS):
+        hi = min(rows, lo + BATCH_ROWS)
+        yield pa.record_batch(
+            [
+                names.take(pa.array(codes[lo:hi])),
+                pa.array(ts[lo:hi], SCHEMA.field(1).type),
+                pa.array(values[lo:hi]),
+            ],
+            schema=SCHEMA,
+        )
+
+
+def put_all(uri: str, data: list[pa.RecordBatch]) -> float:
+    client = flight.connect(uri)
+    writer, reader = client.do_put(flight.FlightDescriptor.for_path("metrics"), SCHEMA)
+    acks: list[int] = []
+
+    def read() -> None:
+        for _ in data:
+            acks.append(json.loads(reader.read().to_pybytes())["accepted"])
+
+    start = time.perf_counter()
+    thread = threading.Thread(target=read)
+    thread.start()
+    for b in data:
+        writer.write_batch(b)
+    thread.join()
+    seconds = time.perf_counter() - start
+    writer.done_writing()
+    writer.close()
+    client.close()
+    assert sum(acks) == sum(b.num_rows for b in data)
+    return seconds
+
+
+def timed(cursor: Any, sql: str, rounds: int) -> tuple[list[float], pa.Table]:
+    result = None
+    for _ in range(max(2, rounds // 10)):  # warm up
+        cursor.execute(sql)
+        result = cursor.fetch_arrow_table()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        cursor.execute(sql)
+        result = cursor.fetch_arrow_table()
+        samples.append(time.perf_counter() - start)
+    assert result is not None
+    return samples, result
+
+
+def ms(samples: list[float], q: float) -> float:
+    return float(np.percentile(samples, q) * 1e3)
+
+
+@pytest.mark.parametrize("rows", SCALES, ids=lambda n: f"{n // 1_000_000}M")
+def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows: int) -> None:  # noqa: F811
+    database = postgres.new_database()
+    data = list(batches(rows))
+    config = tmp_path / "hyprstream.toml"
+    config.write_text('[windows]\nretention = { "5m" = "25h" }\n')
+    proc = spawn_server(
+        args=[
+            "--engine",
+            "adbc",
+            "--engine-connection",
+            database,
+            "--cache-max-duration",
+            "48h",
+            "--log-level",
+            "warning",
+            "--config",
+            str(config),
+        ],
+        data_dir=tmp_path / "data",
+    )
+    out: dict[str, Any] = {"rows": rows}
+    try:
+        out["write_through_rows_per_s"] = rows / put_all(proc.uri, data)
+        # PostgreSQL's own bulk ingest through ADBC, into a table with the same index.
+        table = pa.Table.from_batches(data).append_column(
+            "value_running_window_sum", pa.nulls(rows, pa.float64())
+        )
+        with pg.connect(database) as conn, conn.cursor() as cur:
+            cur.adbc_ingest("metrics_direct", table.slice(0, 0), mode="create")
+            cur.execute('CREATE INDEX ON metrics_direct (metric_id, "timestamp")')
+            conn.commit()
+            start = time.perf_counter()
+            for b in table.to_batches(BATCH_ROWS):
+                cur.adbc_ingest("metrics_direct", pa.Table.from_batches([b]), mode="append")
+                conn.commit()
+            out["postgres_bulk_rows_per_s"] = rows / (time.perf_counter() - start)
+            cur.execute("ANALYZE metrics")
+            cur.execute("ANALYZE metrics_direct")
+            conn.commit()
+        rounds_h, rounds_pg = 200, (50 if rows <= 1_000_000 else 15)
+        with (
+            flightsql.connect(proc.uri, autocommit=True) as h,
+            h.cursor() as hc,
+            pg.connect(database) as p,
+            p.cursor() as pc,
+        ):
+            for name, hsql, psql in (
+                ("seed", SEED, SEED_PG),
+                ("dashboard", DASHBOARD, DASHBOARD_PG),
+                ("dashboard_raw", DASHBOARD_RAW, DASHBOARD_PG),
+            ):
+                h_samples, h_result = timed(hc, hsql, rounds_h)
+                p_samples, p_result = timed(pc, psql, rounds_pg)
+                # Same answers (up to float rounding, and rows crossing NOW() between runs).
+                assert abs(h_result.num_rows - p_result.num_rows) <= 2
+                if name.startswith("dashboard"):
+                    h_avg = dict(
+                        zip(
+                            *(h_result[c].to_pylist() for c in ("bucket", "avg_value")), strict=True
+                        )
+                    )
+                    p_avg = dict(
+                        zip(
+                            *(p_result[c].to_pylist() for c in ("bucket", "avg_value")), strict=True
+                        )
+                    )
+                    common = set(h_avg) & set(p_avg)
+                    assert len(common) >= len(p_avg) - 2
+                    assert all(
+                        abs(h_avg[b] - p_avg[b]) <= 1e-9 * max(1.0, abs(p_avg[b])) for b in common
+                    )
+                out[name] = {
+                    "hyprstream_p50_ms": ms(h_samples, 50),
+                    "hyprstream_p99_ms": ms(h_samples, 99),
+                    "postgres_p50_ms": ms(p_samples, 50),
+                    "postgres_p99_ms": ms(p_samples, 99),
+                }
+                out[name]["speedup_p50"] = (
+                    out[name]["postgres_p50_ms"] / out[name]["hyprstream_p50_ms"]
+                )
+    finally:
+        proc.kill()
+    out["write_through_vs_postgres_bulk"] = (
+        out["write_through_rows_per_s"] / out["postgres_bulk_rows_per_s"]
+    )
+    _summary["scales"][str(rows)] = out
+    benchmark.extra_info.update(out)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary() -> Iterator[None]:
+    yield
+    scales = _summary["scales"]
+    lines = ["hyprstream vs PostgreSQL (through ADBC, same samples, same index)"]
+    for rows, r in scales.items():
+        lines.append(
+            f"  {int(rows):>11,} samples: write-through {r['write_through_rows_per_s']:>11,.0f} rows/s, "
+            f"PostgreSQL bulk {r['postgres_bulk_rows_per_s']:>11,.0f} rows/s "
+            f"(ratio {r['write_through_vs_postgres_bulk']:.2f}, target >= 0.8)"
+        )
+        for q in ("seed", "dashboard", "dashboard_raw"):
+            x = r[q]
+            lines.append(
+                f"      {q:<9} hyprstream p50 {x['hyprstream_p50_ms']:8.2f} ms p99 {x['hyprstream_p99_ms']:8.2f} ms | "
+                f"PostgreSQL p50 {x['postgres_p50_ms']:8.2f} ms p99 {x['postgres_p99_ms']:8.2f} ms | "
+                f"speedup {x['speedup_p50']:6.1f}x (target >= 10x at 10M)"
+            )
+    if len(scales) == 2:
+        small, large = (scales[str(n)] for n in SCALES)
+        for q in ("seed", "dashboard", "dashboard_raw"):
+            gh = large[q]["hyprstream_p50_ms"] / small[q]["hyprstream_p50_ms"]
+            gp = large[q]["postgres_p50_ms"] / small[q]["postgres_p50_ms"]
+            _summary.setdefault("growth_1M_to_10M", {})[q] = {"hyprstream": gh, "postgres": gp}
+            lines.append(f"  growth 1M -> 10M, {q}: hyprstream x{gh:.2f}, PostgreSQL x{gp:.2f}")
+    print("\n" + "\n".join(lines))
+    if scales:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(_summary, indent=2, default=float) + "\n")
