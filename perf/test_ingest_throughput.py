@@ -156,15 +156,8 @@ def test_window_table_bytes() -> None:
             "p99": f,
         }
     )
-    cache.replace_windows(
-        pa.table(
-            {
-                "window": pa.array([], pa.utf8()),
-                "window_start": pa.array([], pa.timestamp("us", tz="UTC")),
-            }
-        ),
-        rows,
-    )
+    cache.load_closed_windows(rows)
+    cache.compact_windows(force=True)
     after = used()
     cache.close()
     _summary["results"]["window_table"] = {"duckdb_bytes_per_window_row": (after - before) / n}

@@ -42,7 +42,13 @@ __all__ = ["WINDOW_COLUMNS", "DuckDBHotCache", "QueryShape"]
 
 METRICS_TABLE = "metrics"
 WINDOWS_TABLE = "metric_windows"
-_WINDOW_STORE = "_hyprstream_windows"
+# Window states live in three tables (spec/cache.md, CACHE-9): closed windows in a base
+# sorted by metric (so one metric's windows are a few segments), closed windows appended since
+# the last compaction, and the open windows, rewritten as they change.
+_WINDOWS_BASE = "_hyprstream_windows"
+_WINDOWS_RECENT = "_hyprstream_windows_recent"
+_WINDOWS_OPEN = "_hyprstream_windows_open"
+_WINDOW_TABLES = (_WINDOWS_BASE, _WINDOWS_RECENT, _WINDOWS_OPEN)
 
 #: Columns of ``metric_windows`` (spec/windows.md, WIN-15), in order, with their Arrow types.
 WINDOW_COLUMNS: tuple[pa.Field, ...] = (
@@ -85,6 +91,10 @@ WINDOW_STORE_SCHEMA = pa.schema(
         pa.field("p90", pa.float64()),
         pa.field("p99", pa.float64()),
     ]
+)
+
+_NO_KEYS = pa.table(
+    {"window": pa.array([], pa.utf8()), "window_start": pa.array([], pa.timestamp("us", tz="UTC"))}
 )
 
 _READ_ONLY_TYPES = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -144,6 +154,8 @@ class DuckDBHotCache:
         self._results_lock = threading.Lock()
         self._labels: dict[str, pa.DataType] = {}
         self._query_timeout_s = query_timeout_s
+        self._recent_rows = 0  # closed windows appended since the last compaction
+        self._open_deleted = 0  # open-window rows deleted since the last compaction
         with self._writer.cursor() as cur:
             cur.execute("SET GLOBAL TimeZone = 'UTC'")
             if threads:
@@ -188,14 +200,16 @@ class DuckDBHotCache:
         store_cols = ", ".join(f"{_q(f.name)} {duckdb_type(f.type)}" for f in WINDOW_STORE_SCHEMA)
         with self._writer.cursor() as w:
             w.execute(f"CREATE TABLE IF NOT EXISTS {METRICS_TABLE} ({cols})")
-            w.execute(f"CREATE TABLE IF NOT EXISTS {_WINDOW_STORE} ({store_cols})")
+            for table in _WINDOW_TABLES:
+                w.execute(f"CREATE TABLE IF NOT EXISTS {table} ({store_cols})")
+            union = " UNION ALL ".join(f"SELECT * FROM {t}" for t in _WINDOW_TABLES)
             w.execute(
                 f"""CREATE OR REPLACE VIEW {WINDOWS_TABLE} AS SELECT
                     metric_id, "window", window_start, window_end, "count", "sum",
                     mean AS "avg", "min", "max", m2 / "count" AS variance,
                     sqrt(m2 / "count") AS stddev, p50, p90, p99, first_timestamp,
                     last_timestamp, last_value
-                FROM {_WINDOW_STORE}"""
+                FROM ({union})"""
             )
             for label in window_labels:
                 w.execute(
@@ -257,30 +271,82 @@ class DuckDBHotCache:
         with self._results_lock, self._results.cursor() as c:
             c.execute(f"DROP TABLE IF EXISTS {_q(name)}")
 
-    def replace_windows(self, keys: pa.Table, rows: pa.Table) -> None:
-        """Delete the windows named in ``keys`` (window, window_start), then insert ``rows``."""
+    def update_windows(
+        self, open_keys: pa.Table, open_rows: pa.Table, closed_rows: pa.Table
+    ) -> None:
+        """Replace the open windows named in ``open_keys`` (window, window_start) with
+        ``open_rows``, and file ``closed_rows`` (windows that will not change again) away from
+        the open ones, in one transaction."""
         try:
             with self._writer.cursor() as w:
-                if keys.num_rows:
-                    w.adbc_ingest("_hyprstream_keys", keys, mode="replace", temporary=True)
+                if open_keys.num_rows:
+                    w.adbc_ingest("_hyprstream_keys", open_keys, mode="replace", temporary=True)
                     w.execute(
-                        f"""DELETE FROM {_WINDOW_STORE} AS s USING _hyprstream_keys AS k
+                        f"""DELETE FROM {_WINDOWS_OPEN} AS s USING _hyprstream_keys AS k
                         WHERE s."window" = k."window" AND s.window_start = k.window_start"""
                     )
-                if rows.num_rows:
-                    w.adbc_ingest(_WINDOW_STORE, rows, mode="append")
+                    self._open_deleted += open_keys.num_rows
+                if open_rows.num_rows:
+                    w.adbc_ingest(_WINDOWS_OPEN, open_rows, mode="append")
+                if closed_rows.num_rows:
+                    w.adbc_ingest(_WINDOWS_RECENT, closed_rows, mode="append")
+                    self._recent_rows += closed_rows.num_rows
             self._writer.commit()
         except BaseException:
             self._writer.rollback()
             raise
 
+    def load_closed_windows(self, rows: pa.Table) -> None:
+        """Add windows that closed before this node started (from the backend)."""
+        self.update_windows(_NO_KEYS, rows.slice(0, 0), rows)
+
     def evict_windows(self, label: str, end_at_or_before_us: int) -> None:
         with self._writer.cursor() as w:
-            w.execute(
-                f"""DELETE FROM {_WINDOW_STORE} WHERE "window" = '{_literal(label)}'
-                AND window_end <= make_timestamptz({int(end_at_or_before_us)}::BIGINT)"""
-            )
+            for table in (_WINDOWS_BASE, _WINDOWS_RECENT):
+                w.execute(
+                    f"""DELETE FROM {table} WHERE "window" = '{_literal(label)}'
+                    AND window_end <= make_timestamptz({int(end_at_or_before_us)}::BIGINT)"""
+                )
         self._writer.commit()
+
+    def compact_windows(self, *, force: bool = False) -> bool:
+        """Merge the recent closed windows into the base, sorted by metric, and drop the open
+        table's deleted rows, once they have grown (a quarter of the base, or 50,000 rows).
+        Returns whether anything was rewritten."""
+        floor = 50_000
+        if not force and self._recent_rows <= floor and self._open_deleted <= floor:
+            return False
+        base = int(self.query(f"SELECT count(*) FROM {_WINDOWS_BASE}").column(0)[0].as_py())
+        rewrite_closed = force or self._recent_rows > max(floor, base // 4)
+        rewrite_open = force or self._open_deleted > floor
+        if not (rewrite_closed or rewrite_open):
+            return False
+        order = 'ORDER BY metric_id, "window", window_start'
+        try:
+            with self._writer.cursor() as w:
+                if rewrite_closed:
+                    both = (
+                        f"SELECT * FROM {_WINDOWS_BASE} UNION ALL SELECT * FROM {_WINDOWS_RECENT}"
+                    )
+                    w.execute(
+                        f"CREATE TABLE _hyprstream_windows_new AS SELECT * FROM ({both}) {order}"
+                    )
+                    w.execute(f"DROP TABLE {_WINDOWS_BASE}")
+                    w.execute(f"ALTER TABLE _hyprstream_windows_new RENAME TO {_WINDOWS_BASE}")
+                    empty = f"SELECT * FROM {_WINDOWS_BASE} LIMIT 0"
+                    w.execute(f"CREATE OR REPLACE TABLE {_WINDOWS_RECENT} AS {empty}")
+                if rewrite_open:
+                    rows = f"SELECT * FROM {_WINDOWS_OPEN} {order}"
+                    w.execute(f"CREATE OR REPLACE TABLE {_WINDOWS_OPEN} AS {rows}")
+            self._writer.commit()
+        except BaseException:
+            self._writer.rollback()
+            raise
+        if rewrite_closed:
+            self._recent_rows = 0
+        if rewrite_open:
+            self._open_deleted = 0
+        return True
 
     # -- queries (any thread) --------------------------------------------------------------
 

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hyprstream.backend import WINDOW_COLUMNS, Backend, DuckDBHotCache, QueryShape, duckdb_type
+from hyprstream.backend._duckdb_cache import WINDOW_STORE_SCHEMA
 from hyprstream.backend._port import (
     BATCHES_TABLE,
     WINDOWS_TABLE,
@@ -243,13 +244,7 @@ class Hyprstream:
                 oldest_kept = stream_time - max(self.store.retention_us.values())
             for batch in self.backend.scan_windows(oldest_kept):
                 if batch.num_rows:
-                    empty_keys = pa.table(
-                        {
-                            "window": pa.array([], pa.utf8()),
-                            "window_start": pa.array([], TIMESTAMP_TYPE),
-                        }
-                    )
-                    self.cache.replace_windows(empty_keys, pa.Table.from_batches([batch]))
+                    self.cache.load_closed_windows(pa.Table.from_batches([batch]))
             if stream_time is not None:
                 self._evict.update(
                     {s: stream_time - self.store.retention_us[s] for s in self.store.sizes}
@@ -414,20 +409,27 @@ class Hyprstream:
         """Bring the hot cache's window table up to date with the store (under the lock)."""
         if not (self._dirty or self._closed or self._evict):
             return
-        blocks: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = list(self._closed)
+        opened: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
         for size, start in self._dirty:
             block = self.store.open_blocks(size).get(start)
             if block is not None:
-                blocks.append((size, start, block, self.store.block_quantiles(size, start, block)))
+                opened.append((size, start, block, self.store.block_quantiles(size, start, block)))
+        # Every window named here leaves the open table: re-added if open, filed if closed.
+        named = [(size, start) for size, start, _, _ in [*opened, *self._closed]]
         keys = pa.table(
             {
-                "window": pa.array([size.label for size, _, _, _ in blocks], pa.utf8()),
-                "window_start": pa.array([start for _, start, _, _ in blocks], TIMESTAMP_TYPE),
+                "window": pa.array([size.label for size, _ in named], pa.utf8()),
+                "window_start": pa.array([start for _, start in named], TIMESTAMP_TYPE),
             }
         )
-        self.cache.replace_windows(keys, self._window_rows(blocks, self._names))
+        self.cache.update_windows(
+            keys,
+            self._window_rows(opened, self._names),
+            self._window_rows(self._closed, self._names),
+        )
         for size, cutoff in self._evict.items():
             self.cache.evict_windows(size.label, cutoff)
+        self.cache.compact_windows()
         self._dirty.clear()
         self._closed.clear()
         self._evict.clear()
@@ -438,7 +440,7 @@ class Hyprstream:
         names: pa.StringArray,
     ) -> pa.Table:
         if not blocks:
-            return pa.table({})
+            return WINDOW_STORE_SCHEMA.empty_table()
         lengths = [len(b) for _, _, b, _ in blocks]
 
         def cat(name: str) -> np.ndarray:
