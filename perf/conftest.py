@@ -73,7 +73,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def hyprstream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``hyprstream --engine memory`` in a child process."""
     server = spawn_server(
-        args=["--engine", "memory", "--log-level", "warning"],
+        # All 24 hours of samples stay hot for the run (the default horizon is 24 h).
+        args=["--engine", "memory", "--log-level", "warning", "--cache-max-duration", "48h"],
         data_dir=tmp_path_factory.mktemp("hyprstream"),
     )
     try:
