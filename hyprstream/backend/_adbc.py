@@ -421,10 +421,16 @@ class AdbcBackend:
 
     def _confine_duckdb(self) -> None:
         """Client statements reach an embedded DuckDB backend (client tables): give it the
-        hot cache's confinement (FSQL-20): no files, no extensions, no settings changes."""
+        hot cache's confinement (FSQL-20): no files, no extensions, no settings changes.
+
+        Before locking, one setting of our own: checkpoints once the write-ahead log reaches
+        256 MB rather than 16 MB. Every acknowledged batch is in the log either way (a commit
+        syncs it); checkpointing less often makes ingest about a third faster, and a restart
+        replays at most that much log."""
         with self._translate("lock its configuration"), self._pool.connection() as conn:
             with conn.cursor() as cur:
                 for setting in (
+                    "checkpoint_threshold = '256MB'",
                     "enable_external_access = false",
                     "autoinstall_known_extensions = false",
                     "autoload_known_extensions = false",
@@ -546,7 +552,11 @@ class AdbcBackend:
             raise
         except Exception as exc:
             if batch.batch_id is not None and _is_unique_violation(exc):
-                raise DuplicateBatch(batch.batch_id, self.batch_ack(batch.batch_id)) from None
+                # Only a stored id makes this a duplicate: any other constraint failure
+                # must not be acknowledged as if the batch were already committed.
+                first = self.batch_ack(batch.batch_id)
+                if first is not None:
+                    raise DuplicateBatch(batch.batch_id, first) from None
             reason = (
                 f"timed out after {timeout:g} s (write_timeout)"
                 if fired.is_set()

@@ -14,6 +14,7 @@ type before they run (see :meth:`DuckDBHotCache.check_readonly`), using DuckDB's
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import re
 import threading
@@ -26,8 +27,10 @@ import adbc_driver_manager
 import adbc_driver_manager.dbapi as adbc_dbapi
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hyprstream.backend._types import duckdb_type
+from hyprstream.cachepolicy import REWRITE_FLOOR, rewrite_due
 from hyprstream.errors import (
     HyprstreamError,
     InternalError,
@@ -39,6 +42,8 @@ from hyprstream.errors import (
 from hyprstream.model import CORE_COLUMNS
 
 __all__ = ["WINDOW_COLUMNS", "DuckDBHotCache", "QueryShape"]
+
+log = logging.getLogger("hyprstream.cache")
 
 METRICS_TABLE = "metrics"
 WINDOWS_TABLE = "metric_windows"
@@ -135,6 +140,8 @@ class DuckDBHotCache:
         query_timeout_s: float | None = None,
         query_memory: int | None = None,
         readers: int = 16,
+        recent_us: int = 3_600_000_000,
+        rewrite_floor: int = REWRITE_FLOOR,
     ) -> None:
         database_handle = adbc_driver_manager.AdbcDatabase(
             driver=adbc_driver_duckdb.driver_path(), entrypoint="duckdb_adbc_init", path=database
@@ -151,6 +158,21 @@ class DuckDBHotCache:
         self._appender = self._connect(autocommit=False)
         # Read-through results live in their own tables, written through their own connection.
         self._results = self._connect(autocommit=True)
+        # Rewrites of ``metrics`` into its clustered order (CACHE-10) run alone on their own
+        # connection, in autocommit (one statement, one snapshot), so that cancelling one
+        # can never touch an append.
+        self._clusterer = self._connect(autocommit=True)
+        #: Held by whatever changes ``metrics``: appends, evictions, new columns, rewrites.
+        self._samples_lock = threading.Lock()
+        self._recent_us = recent_us
+        self._rewrite_floor = rewrite_floor
+        self._sample_rows = 0  # rows in ``metrics`` (as far as our own writes tell)
+        self._changed_rows = 0  # appended or deleted since the last rewrite
+        self._newest_us: int | None = None  # the newest sample timestamp appended
+        self._rewriting = False  # a cancellable rewrite is running
+        self._abandoned = False  # ... and was asked to give way
+        self._rewrite_state = threading.Lock()  # guards _rewriting and the cancel call
+        self._rewrite_blocked_below = 0  # after a failed rewrite: wait for more changes
         self._results_lock = threading.Lock()
         self._labels: dict[str, pa.DataType] = {}
         self._query_timeout_s = query_timeout_s
@@ -223,11 +245,12 @@ class DuckDBHotCache:
         return dict(self._labels)
 
     def add_labels(self, fields: Sequence[pa.Field]) -> None:
-        with self._writer.cursor() as w:
+        self.interrupt_rewrite()
+        with self._samples_lock, self._writer.cursor() as w:
             for field in fields:
                 column = f"{_q(field.name)} {duckdb_type(field.type)}"
                 w.execute(f"ALTER TABLE {METRICS_TABLE} ADD COLUMN {column}")
-        self._writer.commit()
+            self._writer.commit()
         for field in fields:
             self._labels[field.name] = field.type
 
@@ -239,26 +262,107 @@ class DuckDBHotCache:
         May run on another thread than the other writes, but not concurrently with itself or
         with :meth:`add_labels` (the caller orders them).
         """
-        try:
-            with self._appender.cursor() as a:
-                a.adbc_ingest(METRICS_TABLE, rows, mode="append")
-            self._appender.commit()
-        except BaseException:
-            self._appender.rollback()
-            raise
+        newest = pc.max(rows["timestamp"]).cast(pa.int64()).as_py() if rows.num_rows else None
+        with self._samples_lock:
+            try:
+                with self._appender.cursor() as a:
+                    a.adbc_ingest(METRICS_TABLE, rows, mode="append")
+                self._appender.commit()
+            except BaseException:
+                self._appender.rollback()
+                raise
+            self._sample_rows += rows.num_rows
+            self._changed_rows += rows.num_rows
+            if newest is not None and (self._newest_us is None or newest > self._newest_us):
+                self._newest_us = newest
 
     def evict_samples(self, before_us: int) -> None:
         """Delete hot samples older than ``before_us`` (on the appender's connection)."""
-        try:
-            with self._appender.cursor() as a:
-                a.execute(
-                    f"DELETE FROM {METRICS_TABLE} "
-                    f"WHERE timestamp < make_timestamptz({int(before_us)}::BIGINT)"
-                )
-            self._appender.commit()
-        except BaseException:
-            self._appender.rollback()
-            raise
+        with self._samples_lock:
+            try:
+                with self._appender.cursor() as a:
+                    a.execute(
+                        f"DELETE FROM {METRICS_TABLE} "
+                        f"WHERE timestamp < make_timestamptz({int(before_us)}::BIGINT)"
+                    )
+                    deleted = max(0, a.rowcount)
+                self._appender.commit()
+            except BaseException:
+                self._appender.rollback()
+                raise
+            self._sample_rows = max(0, self._sample_rows - deleted)
+            self._changed_rows += deleted
+
+    # -- the clustered layout of ``metrics`` (CACHE-10) ------------------------------------
+
+    def rewrite_wanted(self, *, idle: bool) -> bool:
+        """Whether :meth:`rewrite_samples` would rewrite now (see ``rewrite_due``)."""
+        if self._changed_rows < self._rewrite_blocked_below or self._newest_us is None:
+            return False
+        return rewrite_due(
+            changed=self._changed_rows,
+            rows=self._sample_rows,
+            idle=idle,
+            floor=self._rewrite_floor,
+        )
+
+    def rewrite_samples(self, *, idle: bool, force: bool = False) -> bool:
+        """Rewrite ``metrics`` in its clustered order when it is due: samples older than the
+        recent span sorted by (metric_id, timestamp), then the recent ones by timestamp.
+
+        An ``idle`` rewrite is abandoned (and changes nothing) when :meth:`interrupt_rewrite`
+        is called, as the appender does when new work arrives. Returns whether it rewrote.
+        """
+        if not force and not self.rewrite_wanted(idle=idle):
+            return False
+        with self._samples_lock:
+            if self._newest_us is None:
+                return False
+            boundary = f"make_timestamptz({int(self._newest_us - self._recent_us)}::BIGINT)"
+            sql = (
+                f"CREATE OR REPLACE TABLE {METRICS_TABLE} AS SELECT * FROM {METRICS_TABLE} "
+                f"ORDER BY timestamp >= {boundary}, "
+                f"CASE WHEN timestamp < {boundary} THEN metric_id END, timestamp"
+            )
+            with self._rewrite_state:
+                self._rewriting = idle and not force
+                self._abandoned = False
+            try:
+                with self._clusterer.cursor() as c:
+                    # An explicit transaction, begun under the lock (so it sees every append),
+                    # lets a rewrite interrupted at any point be rolled back whole.
+                    c.execute("BEGIN TRANSACTION")
+                    try:
+                        c.execute(sql)
+                        with self._rewrite_state:
+                            self._rewriting = False
+                            abandoned = self._abandoned
+                        c.execute("ROLLBACK" if abandoned else "COMMIT")
+                    except BaseException:
+                        with contextlib.suppress(adbc_dbapi.Error):
+                            c.execute("ROLLBACK")
+                        raise
+            except adbc_dbapi.Error as exc:
+                if not self._abandoned:
+                    log.warning("rewriting the hot samples failed: %s", _message(str(exc)))
+                    self._rewrite_blocked_below = self._changed_rows + self._rewrite_floor
+                return False
+            finally:
+                with self._rewrite_state:
+                    self._rewriting = False
+            if abandoned:
+                return False
+            self._changed_rows = 0
+            self._rewrite_blocked_below = 0
+            return True
+
+    def interrupt_rewrite(self) -> None:
+        """Abandon a running idle rewrite of ``metrics``, if there is one."""
+        with self._rewrite_state:
+            if self._rewriting:
+                self._abandoned = True
+                with contextlib.suppress(adbc_dbapi.Error):
+                    self._clusterer.adbc_connection.cancel()
 
     def store_result(self, name: str, table: pa.Table) -> None:
         with self._results_lock, self._results.cursor() as c:

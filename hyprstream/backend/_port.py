@@ -69,7 +69,7 @@ class StoredBatch:
 class DuplicateBatch(HyprstreamError):
     """The batch id was committed before; the stored acknowledgement is attached."""
 
-    def __init__(self, batch_id: str, ack: BatchAck | None) -> None:
+    def __init__(self, batch_id: str, ack: BatchAck) -> None:
         super().__init__(f"batch {batch_id!r} was already committed")
         self.batch_id = batch_id
         self.ack = ack

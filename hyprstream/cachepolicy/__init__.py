@@ -1,5 +1,7 @@
-"""Layer 3, cache policy: which cached entries to drop, as a pure function of (entries, now)."""
+"""Layer 3, cache policy: which cached entries to drop, as a pure function of (entries, now),
+and when to rewrite the hot samples into their clustered order."""
 
+from hyprstream.cachepolicy._layout import REWRITE_FLOOR, rewrite_due
 from hyprstream.cachepolicy._policy import CachePolicy, Entry, evictions
 
-__all__ = ["CachePolicy", "Entry", "evictions"]
+__all__ = ["REWRITE_FLOOR", "CachePolicy", "Entry", "evictions", "rewrite_due"]

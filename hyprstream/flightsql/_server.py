@@ -16,6 +16,7 @@ acknowledged on its own, with a ``PutResult`` whose metadata is JSON
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -226,39 +227,51 @@ def _batch_id(metadata: pa.Buffer | None, prefix: str | None, index: int) -> str
 
 
 class _Acknowledger:
-    """Writes one PutResult per ingested batch, from whichever thread completes it."""
+    """Writes one PutResult per ingested batch, in the order the batches arrived (ING-2),
+    from whichever thread completes them: a batch answered at once (a duplicate, an empty
+    batch) waits for the acknowledgements of the batches before it. Writes are serialised,
+    so the writer is never used by two threads at once."""
 
     def __init__(self, writer: flight.FlightMetadataWriter) -> None:
         self._writer = writer
         self._cond = threading.Condition()
+        self._completed: dict[int, Future[Any]] = {}  # done, waiting for earlier ones
+        self._next = 0  # the next batch to acknowledge
         self._finished = 0
         self._batches = 0
         self._rows = 0
         self._failure: BaseException | None = None
 
-    def done(self, future: Future[Any]) -> None:
+    def track(self, index: int, future: Future[Any]) -> None:
+        """Acknowledge ``future`` (the ``index``-th batch of the stream) once it is done."""
+        future.add_done_callback(functools.partial(self._done, index))
+
+    def _done(self, index: int, future: Future[Any]) -> None:
+        with self._cond:
+            self._completed[index] = future
+            while self._next in self._completed:
+                self._acknowledge(self._completed.pop(self._next))
+                self._next += 1
+            self._finished += 1
+            self._cond.notify_all()
+
+    def _acknowledge(self, future: Future[Any]) -> None:
+        error = future.exception()
+        if error is not None:
+            self._failure = self._failure or error
+            return
+        if self._failure is not None:
+            return  # acknowledgements stay in order: none after a failed batch
+        result = future.result()
+        answer = {"accepted": result.accepted, "late": result.late}
+        if result.duplicate:
+            answer["duplicate"] = True
         try:
-            error = future.exception()
-            if error is not None:
-                self._failure = self._failure or error
-                return
-            result = future.result()
-            if self._failure is not None:
-                return  # acknowledgements stay in order: none after a failed batch
-            answer = {"accepted": result.accepted, "late": result.late}
-            if result.duplicate:
-                answer["duplicate"] = True
-            body = json.dumps(answer).encode()
-            try:
-                self._writer.write(pa.py_buffer(body))
-            except Exception:  # the client went away; its stream fails on its side
-                log.debug("could not write an ingest acknowledgement", exc_info=True)
-            self._batches += 1
-            self._rows += result.accepted
-        finally:
-            with self._cond:
-                self._finished += 1
-                self._cond.notify_all()
+            self._writer.write(pa.py_buffer(json.dumps(answer).encode()))
+        except Exception:  # the client went away; its stream fails on its side
+            log.debug("could not write an ingest acknowledgement", exc_info=True)
+        self._batches += 1
+        self._rows += result.accepted
 
     def wait(self, count: int) -> tuple[int, int, BaseException | None]:
         """Wait until ``count`` batches are done; returns (acknowledged, rows, failure)."""
@@ -553,8 +566,8 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
                     continue
                 batch_id = _batch_id(chunk.app_metadata, prefix, pending)
                 future = self.service.ingest_async(chunk.data, batch_id)
+                acks.track(pending, future)
                 pending += 1
-                future.add_done_callback(acks.done)
         except HyprstreamError as exc:
             batches, rows, _ = acks.wait(pending)
             if batches:

@@ -4,6 +4,11 @@ DuckDB appends without holding the GIL, so while one batch is appended here the 
 validated and planned on the ingest thread. When batches queue up, the thread takes all that
 are waiting and appends them in one transaction: a commit costs several milliseconds however
 many rows it covers. Evictions run between appends, in the order they were asked for.
+
+The thread also keeps ``metrics`` in its clustered order (spec/cache.md, CACHE-10): once it
+has had nothing to do for ``idle_s``, it rewrites the table if enough has changed, and new
+work arriving abandons that rewrite at once; under continuous load it rewrites only when the
+table has grown threefold since its last rewrite (later appends then wait for it).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ _Task = tuple[pa.Table | int, "Future[None]"]
 class Appender:
     _MAX_ROWS = 1 << 20
 
-    def __init__(self, cache: DuckDBHotCache) -> None:
+    def __init__(self, cache: DuckDBHotCache, *, idle_s: float = 0.25) -> None:
         self._cache = cache
+        self._idle_s = idle_s
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._last: Future[None] | None = None
         self._thread = threading.Thread(target=self._run, name="hyprstream-append", daemon=True)
@@ -46,6 +52,7 @@ class Appender:
         return self._put(before_us)
 
     def _put(self, work: pa.Table | int) -> Future[None]:
+        self._cache.interrupt_rewrite()
         future: Future[None] = Future()
         self._last = future
         self._queue.put((work, future))
@@ -59,13 +66,22 @@ class Appender:
                 last.result()
 
     def close(self) -> None:
+        self._cache.interrupt_rewrite()
         self._queue.put(None)
         self._thread.join()
 
     def _run(self) -> None:
         pending: list[_Task | None] = []  # taken from the queue but not yet done
         while True:
-            item = pending.pop() if pending else self._queue.get()
+            if pending:
+                item = pending.pop()
+            else:
+                wait = self._idle_s if self._cache.rewrite_wanted(idle=True) else None
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    self._rewrite(idle=True)
+                    continue
             if item is None:
                 return
             work, future = item
@@ -95,6 +111,13 @@ class Appender:
             else:
                 for _, f in group:
                     f.set_result(None)
+                self._rewrite(idle=False)
+
+    def _rewrite(self, *, idle: bool) -> None:
+        try:
+            self._cache.rewrite_samples(idle=idle)
+        except Exception as exc:  # the layout is an optimisation: never fail an append for it
+            log.warning("could not rewrite the hot samples: %s", exc)
 
     @staticmethod
     def _do(future: Future[None], action: Callable[[], None]) -> None:

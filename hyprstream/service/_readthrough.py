@@ -57,6 +57,7 @@ class ReadThrough:
         self._policy = policy
         self._clock_ns = clock_ns
         self._entries: dict[tuple[str, str], _Result] = {}
+        self._generation: dict[str, int] = {}  # per table: how often it was invalidated
         self._lock = threading.Lock()
         self._names = (f"_hyprstream_result_{i}" for i in itertools.count())
         self.hits = 0
@@ -65,7 +66,13 @@ class ReadThrough:
     def query(
         self, sql: str, params: pa.RecordBatch | Sequence[Any] | None, reads: frozenset[str]
     ) -> pa.Table:
-        """The result of ``sql`` (backend dialect) from the cache, or from the backend."""
+        """The result of ``sql`` (backend dialect) from the cache, or from the backend.
+
+        A miss is answered from its stored copy too, so that a result has the same Arrow
+        types (DuckDB's, FSQL-5) whether it came from the backend just now or from the cache.
+        A result is kept only if no table it read was invalidated while the backend ran it:
+        an ingest acknowledged meanwhile must not be hidden by a result from before it.
+        """
         key = _key(sql, params)
         now = self._clock_ns()
         with self._lock:
@@ -76,18 +83,28 @@ class ReadThrough:
                 self.hits += 1
                 return self._cache.read_result(entry.table)
             self.misses += 1
+            seen = {t: self._generation.get(t, 0) for t in reads}
         result = self._backend.query(sql, params)
+        name = next(self._names)
+        self._cache.store_result(name, result)
+        try:
+            table = self._cache.read_result(name)
+        except BaseException:
+            self._cache.drop_result(name)
+            raise
         with self._lock:
-            if key not in self._entries:
-                name = next(self._names)
-                self._cache.store_result(name, result)
+            current = all(self._generation.get(t, 0) == g for t, g in seen.items())
+            if current and key not in self._entries:
                 self._entries[key] = _Result(name, result.nbytes, now, now, reads)
                 self._trim(now)
-        return result
+                return table
+        self._cache.drop_result(name)
+        return table
 
     def invalidate(self, table: str) -> None:
         """Drop every cached result that read ``table`` (an ingest changed it)."""
         with self._lock:
+            self._generation[table] = self._generation.get(table, 0) + 1
             stale = [k for k, e in self._entries.items() if table in e.reads]
             for key in stale:
                 self._drop(key)

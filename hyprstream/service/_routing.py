@@ -68,10 +68,14 @@ def _is_timestamp(node: exp.Expression) -> bool:
 
 def _bound(tree: exp.Expression) -> exp.Expression | None:
     """A lower bound on ``timestamp`` among the top-level AND-ed conditions of the SELECT
-    that reads ``metrics``."""
+    that reads ``metrics`` directly (``FROM metrics``: a bound outside a subquery over
+    ``metrics`` filters that subquery's rows, not the samples it reads)."""
     for select in tree.find_all(exp.Select):
         from_ = select.args.get("from") or select.args.get("from_")
-        if from_ is None or not any(t.name.lower() == "metrics" for t in from_.find_all(exp.Table)):
+        if from_ is None:
+            continue
+        source = from_.this
+        if not (isinstance(source, exp.Table) and source.name.lower() == "metrics"):
             continue
         if select.args.get("joins"):
             return None

@@ -327,7 +327,7 @@ class Hyprstream:
             try:
                 self.backend.write(stored)
             except DuplicateBatch as dup:
-                first = dup.ack or ack
+                first = dup.ack
                 self._acks[batch_id or ""] = (first, now)
                 return _resolved(IngestResult(first.accepted, first.late, duplicate=True))
             # Committed: from here on nothing may refuse the batch.

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def confined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = spawn_server(
-        args=["--query-timeout", "2s", "--query-memory", "64MiB", "--memory-limit", "256MiB"],
+        args=["--query-timeout", "2s", "--query-memory", "64MiB", "--memory-limit", "512MiB"],
         data_dir=tmp_path_factory.mktemp("confined"),
     )
     try:
@@ -96,16 +96,19 @@ def test_time_limit(confined: ServerProcess) -> None:
 
 
 def test_memory_limit(confined: ServerProcess) -> None:
-    # A 400 MB list in a server limited to 256 MiB: refused, not the process killed.
+    # An 800 MB list in a server limited to 512 MiB: refused, not the process killed.
     with pytest.raises(adbc_driver_manager.Error, match="exceeded its memory limit"):
-        run(confined, "SELECT len(list(a)) FROM range(50000000) t(a)")
+        run(confined, "SELECT len(list(a)) FROM range(100000000) t(a)")
     assert run(confined, "SELECT 3 AS after") == [(3,)]
 
 
 def test_large_results_arrive_in_client_sized_batches(confined: ServerProcess) -> None:
     # 2 million rows (~16 MB): more than one gRPC message allows, so the server splits them.
-    rows = run(confined, "SELECT a, a * 2 AS b FROM range(2000000) t(a)")
-    assert len(rows) == 2_000_000
+    with flightsql.connect(confined.uri, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT a, a * 2 AS b FROM range(2000000) t(a)")
+        table = cur.fetch_arrow_table()
+    assert table.num_rows == 2_000_000
+    assert table.column("b").to_pylist()[-1] == 2 * 1_999_999
 
 
 def test_no_temporary_files_are_left(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 import subprocess
 import sys
@@ -336,3 +337,34 @@ def test_seed_example_is_verbatim() -> None:
     # Guard against "fixing" the example: it must stay the seed's text.
     assert 'connect("grpc://localhost:50051")' in SEED_EXAMPLE
     assert textwrap.dedent(SEED_EXAMPLE).count("AVG(value_running_window_avg) as avg_value") == 1
+
+
+def test_acknowledgements_arrive_in_batch_order(node) -> None:  # type: ignore[no-untyped-def]
+    """ING-2: a batch answered at once (a duplicate, an empty batch) is acknowledged after the
+    batches sent before it, even when their appends take longer."""
+    now = us(dt.datetime.now(dt.UTC))
+    big = pa.table(
+        {
+            "metric_id": pa.array([f"m{i % 500}" for i in range(300_000)]),
+            "timestamp": pa.array([now - i for i in range(300_000)], TS),
+            "value": pa.array([float(i) for i in range(300_000)]),
+        }
+    ).combine_chunks().to_batches()[0]
+    empty = big.slice(0, 0)
+    client = flight.connect(f"grpc://127.0.0.1:{node.port}")
+    writer, reader = client.do_put(flight.FlightDescriptor.for_path("metrics"), big.schema)
+    meta = [json.dumps({"batch_id": i}).encode() for i in ("first", "first", "second")]
+    for batch, m in ((big, meta[0]), (big, meta[1]), (empty, None), (big.slice(0, 10), meta[2])):
+        if m is None:
+            writer.write_batch(batch)
+        else:
+            writer.write_with_metadata(batch, pa.py_buffer(m))
+    writer.done_writing()
+    acks = [json.loads(reader.read().to_pybytes()) for _ in range(4)]
+    writer.close()
+    assert acks == [
+        {"accepted": 300_000, "late": 0},
+        {"accepted": 300_000, "late": 0, "duplicate": True},
+        {"accepted": 0, "late": 0},
+        {"accepted": 10, "late": 0},
+    ]

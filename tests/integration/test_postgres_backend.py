@@ -212,6 +212,35 @@ def test_retried_batch_is_applied_once_and_acknowledged_twice(
         again.kill()
 
 
+def test_a_constraint_failure_is_not_taken_for_a_duplicate(
+    hyprstream_pg: ServerProcess, database: str
+) -> None:
+    """BE-6: only a stored batch id makes a batch a duplicate; another unique violation (here an
+    operator's own index) answers UNAVAILABLE and is never acknowledged as committed."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    batch = samples("uniq", [now], [1.0]).to_batches()[0]
+    with pg.connect(database) as conn, conn.cursor() as cur:
+        cur.execute('CREATE UNIQUE INDEX metrics_one_sample ON metrics (metric_id, "timestamp")')
+        conn.commit()
+    client = flight.connect(hyprstream_pg.uri)
+
+    def send(batch_id: str) -> dict[str, object]:
+        writer, reader = client.do_put(flight.FlightDescriptor.for_path("metrics"), batch.schema)
+        writer.write_with_metadata(batch, pa.py_buffer(json.dumps({"batch_id": batch_id}).encode()))
+        writer.done_writing()
+        try:
+            return dict(json.loads(reader.read().to_pybytes()))
+        finally:
+            writer.close()
+
+    assert send("u-1") == {"accepted": 1, "late": 0}
+    with pytest.raises(flight.FlightUnavailableError, match="did not commit the batch"):
+        send("u-2")
+    assert pg_rows(database, "SELECT batch_id FROM hyprstream_batches") == [("u-1",)]
+    got = query(hyprstream_pg.port, "SELECT count(*) AS n FROM metrics WHERE metric_id = 'uniq'")
+    assert got.to_pylist() == [{"n": 1}]
+
+
 def test_read_through_of_a_backend_only_table(hyprstream_pg: ServerProcess, database: str) -> None:
     with pg.connect(database) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE hosts (host TEXT PRIMARY KEY, region TEXT)")

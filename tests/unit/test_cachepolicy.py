@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hyprstream.cachepolicy import CachePolicy, Entry, evictions
+from hyprstream.cachepolicy import CachePolicy, Entry, evictions, rewrite_due
 
 
 def e(key: str, size: int = 10, created: int = 0, used: int = 0, pinned: bool = False) -> Entry:
@@ -41,3 +41,42 @@ def test_pinned_entries_stay_even_over_limits() -> None:
 def test_negative_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="must not be negative"):
         CachePolicy(ttl_ns=-1)
+
+
+# -- CACHE-10: when the hot samples are rewritten into their clustered order ---------------
+
+
+def test_idle_rewrite_once_an_eighth_of_the_table_changed() -> None:
+    assert not rewrite_due(changed=100, rows=1_000_000, idle=True, floor=1_000)
+    assert not rewrite_due(changed=124_999, rows=1_000_000, idle=True, floor=1_000)
+    assert rewrite_due(changed=125_000, rows=1_000_000, idle=True, floor=1_000)
+
+
+def test_idle_rewrite_needs_at_least_the_floor() -> None:
+    assert not rewrite_due(changed=999, rows=999, idle=True, floor=1_000)
+    assert rewrite_due(changed=1_000, rows=1_000, idle=True, floor=1_000)
+    assert not rewrite_due(changed=0, rows=10, idle=True, floor=0)  # already in order
+
+
+def test_under_load_rewrite_only_when_the_table_tripled() -> None:
+    assert not rewrite_due(changed=1_999_999, rows=2_999_999, idle=False, floor=1)
+    assert rewrite_due(changed=2_000_000, rows=3_000_000, idle=False, floor=1)
+    # ... and never for fewer than 64 floors of changed rows.
+    assert not rewrite_due(changed=639, rows=639, idle=False, floor=10)
+    assert rewrite_due(changed=640, rows=640, idle=False, floor=10)
+
+
+def test_rewrites_under_continuous_load_cost_at_most_one_and_a_half_times_the_rows() -> None:
+    floor, rows, changed, rewritten = 1_000, 0, 0, 0
+    for _ in range(100_000):  # batches of 1,000 rows, never idle
+        rows += 1_000
+        changed += 1_000
+        if rewrite_due(changed=changed, rows=rows, idle=False, floor=floor):
+            rewritten += rows
+            changed = 0
+    assert rewritten <= 1.5 * rows + 64 * floor
+
+
+def test_negative_counts_are_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        rewrite_due(changed=-1, rows=0, idle=True)

@@ -1,0 +1,42 @@
+"""When to rewrite the hot samples into their clustered order (spec/cache.md, CACHE-10).
+
+The hot ``metrics`` table is kept in two sections: samples older than a recent span, sorted
+by metric (a one-metric query reads one row group of them), and the recent span plus
+everything appended since, in arrival order (a "last hour" query reads only those). Appends
+and expiry slowly undo the order; a rewrite restores it at a cost proportional to the table.
+
+``rewrite_due`` decides when, as a pure function of row counts:
+
+* when the writer is idle, as soon as the rows appended or deleted since the last rewrite
+  reach an eighth of the table (and at least ``floor`` rows): idle time is free, and such a
+  rewrite may be abandoned the moment new work arrives;
+* under continuous load, only once they reach twice the rows that were clustered (and at
+  least ``64 * floor``, about 7.9 million rows): the table has then tripled since its last
+  rewrite, so the total rewritten stays within 1.5 times the rows ever appended, whatever
+  the ingest rate, and a burst of a few million rows (a backfill, a replay) is not slowed
+  by a rewrite it does not need yet.
+
+Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+__all__ = ["REWRITE_FLOOR", "rewrite_due"]
+
+#: One DuckDB row group: rewriting fewer changed rows than this cannot skip a row group more.
+REWRITE_FLOOR = 122_880
+#: Under continuous load, never rewrite for fewer changed rows than this many floors.
+_LOADED_FLOORS = 64
+
+
+def rewrite_due(*, changed: int, rows: int, idle: bool, floor: int = REWRITE_FLOOR) -> bool:
+    """Whether to rewrite a table of ``rows`` rows, of which ``changed`` were appended (or
+    deleted) since it was last clustered, given whether its writer is ``idle``."""
+    if changed < 0 or rows < 0 or floor < 0:
+        raise ValueError("row counts must not be negative")
+    if changed == 0:
+        return False  # already in order
+    clustered = max(0, rows - changed)
+    if idle:
+        return changed >= max(floor, rows // 8)
+    return changed >= max(_LOADED_FLOORS * floor, 2 * clustered)

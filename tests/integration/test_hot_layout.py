@@ -1,0 +1,146 @@
+"""CACHE-10: the hot ``metrics`` table is rewritten into its clustered order -- samples older
+than the recent span sorted by metric, the recent ones by time -- without changing a single
+answer, and an idle rewrite gives way to new work at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hyprstream.backend import DuckDBHotCache
+from hyprstream.model import TIMESTAMP_TYPE, metrics_schema
+from hyprstream.service._appender import Appender
+
+pytestmark = pytest.mark.integration
+
+HOUR_US = 3_600_000_000
+END_US = 1_800_000_000 * 1_000_000
+
+
+def batch(rows: int, metrics: int, seed: int, start_us: int, end_us: int) -> pa.Table:
+    """``rows`` samples of ``metrics`` metrics in time order between start and end."""
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(start_us, end_us, rows))
+    names = np.array([f"m{i:03d}" for i in range(metrics)])[rng.integers(0, metrics, rows)]
+    values = rng.normal(0, 1, rows)
+    schema = metrics_schema([])
+    return pa.table(
+        {
+            "metric_id": pa.array(names, pa.utf8()),
+            "timestamp": pa.array(ts, TIMESTAMP_TYPE),
+            "value": values,
+            "value_running_window_sum": values,
+            "value_running_window_avg": values,
+            "value_running_window_count": np.ones(rows, np.int64),
+        },
+        schema=schema,
+    )
+
+
+@pytest.fixture
+def cache() -> Iterator[DuckDBHotCache]:
+    c = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def content(cache: DuckDBHotCache) -> list[tuple[object, ...]]:
+    rows = cache.query("SELECT * FROM metrics ORDER BY metric_id, timestamp, value").to_pylist()
+    return [tuple(r.values()) for r in rows]
+
+
+def test_rewrite_changes_no_answer_and_clusters_old_samples_by_metric(
+    cache: DuckDBHotCache,
+) -> None:
+    cache.append(batch(20_000, 50, 1, END_US - 24 * HOUR_US, END_US))
+    before = content(cache)
+    seed = (
+        "SELECT metric_id, count(*) AS n, avg(value) AS a FROM metrics "
+        f"WHERE timestamp >= make_timestamptz({END_US - HOUR_US}::BIGINT) "
+        "GROUP BY metric_id ORDER BY metric_id"
+    )
+    seed_before = cache.query(seed)
+    assert cache.rewrite_wanted(idle=True)
+    assert cache.rewrite_samples(idle=True)
+    assert not cache.rewrite_wanted(idle=True)  # nothing changed since
+    assert content(cache) == before
+    assert cache.query(seed).equals(seed_before)
+    # Physical order (a single-threaded scan returns it): old samples by (metric, time),
+    # then the samples of the last hour (relative to the newest) by time.
+    stored = cache.query("SELECT metric_id, epoch_us(timestamp) AS t FROM metrics")
+    ids, ts = stored["metric_id"].to_pylist(), stored["t"].to_pylist()
+    boundary = max(ts) - HOUR_US
+    old = [(m, t) for m, t in zip(ids, ts, strict=True) if t < boundary]
+    recent = [t for t in ts if t >= boundary]
+    assert list(zip(ids, ts, strict=True))[: len(old)] == sorted(old)
+    assert ts[len(old) :] == sorted(recent)
+
+
+def test_new_rows_and_deletions_count_towards_the_next_rewrite(cache: DuckDBHotCache) -> None:
+    cache.append(batch(8_000, 10, 2, END_US - 24 * HOUR_US, END_US))
+    assert cache.rewrite_samples(idle=True)
+    cache.append(batch(500, 10, 3, END_US, END_US + 60_000_000))
+    assert not cache.rewrite_wanted(idle=True)  # 500 changed rows: below the floor
+    cache.evict_samples(END_US - 12 * HOUR_US)  # about half the rows go
+    assert cache.rewrite_wanted(idle=True)
+    expected = content(cache)
+    assert cache.rewrite_samples(idle=True)
+    assert content(cache) == expected
+    oldest = cache.query("SELECT min(epoch_us(timestamp)) AS t FROM metrics").to_pylist()
+    assert oldest[0]["t"] >= END_US - 12 * HOUR_US
+
+
+def test_labels_added_after_a_rewrite_and_kept_by_the_next(cache: DuckDBHotCache) -> None:
+    cache.append(batch(5_000, 10, 4, END_US - 24 * HOUR_US, END_US))
+    assert cache.rewrite_samples(idle=True)
+    cache.add_labels([pa.field("host", pa.utf8())])
+    labelled = batch(2_000, 10, 5, END_US, END_US + HOUR_US)
+    labelled = labelled.append_column("host", pa.array(["h1"] * 2_000, pa.utf8()))
+    cache.append(labelled)
+    assert cache.rewrite_samples(idle=True, force=True)
+    hosts = cache.query("SELECT host, count(*) AS n FROM metrics GROUP BY host ORDER BY host")
+    assert hosts.to_pylist() == [{"host": "h1", "n": 2_000}, {"host": None, "n": 5_000}]
+
+
+def test_an_idle_rewrite_gives_way_to_new_work(cache: DuckDBHotCache) -> None:
+    for i in range(8):  # 4 million rows: a rewrite takes long enough to interrupt
+        cache.append(batch(500_000, 1_000, 10 + i, END_US - 24 * HOUR_US, END_US))
+    before = cache.query("SELECT count(*) AS n, sum(epoch_us(timestamp)) AS s FROM metrics")
+    done: list[bool] = []
+    worker = threading.Thread(target=lambda: done.append(cache.rewrite_samples(idle=True)))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not cache._rewriting and worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert cache._rewriting, "the rewrite did not start"
+    cache.interrupt_rewrite()
+    worker.join(30)
+    assert done == [False]  # abandoned: nothing changed
+    assert cache.query("SELECT count(*) AS n, sum(epoch_us(timestamp)) AS s FROM metrics").equals(before)
+    cache.append(batch(10, 3, 99, END_US, END_US + 1_000))  # the connection still works
+    assert cache.query("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 4_000_010}]
+    assert cache.rewrite_wanted(idle=True)  # still due, for the next idle moment
+
+
+def test_the_appender_rewrites_in_its_idle_time(cache: DuckDBHotCache) -> None:
+    appender = Appender(cache, idle_s=0.02)
+    try:
+        for i in range(4):
+            appender.submit(batch(3_000, 20, 40 + i, END_US - 24 * HOUR_US, END_US)).result(10)
+        expected = content(cache)
+        deadline = time.monotonic() + 20
+        while cache.rewrite_wanted(idle=True) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not cache.rewrite_wanted(idle=True)
+        assert content(cache) == expected
+        first = cache.query("SELECT metric_id FROM metrics LIMIT 1").to_pylist()
+        assert first == [{"metric_id": "m000"}]  # the oldest section now leads, by metric
+    finally:
+        appender.close()

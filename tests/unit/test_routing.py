@@ -1,0 +1,99 @@
+"""CACHE-5, CACHE-8, FSQL-22: which tables a query reads, the lower bound it puts on
+``metrics.timestamp`` (which decides whether the hot cache can answer it), translation to the
+backend's dialect, and the functions no client may call on the backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from hyprstream.errors import InvalidQuery
+from hyprstream.service._routing import analyse, forbidden_functions, to_backend_sql
+
+NOW = 1_800_000_000_000_000  # microseconds
+HOUR = 3_600_000_000
+
+
+def test_tables_read_exclude_ctes() -> None:
+    a = analyse("WITH recent AS (SELECT * FROM metrics) SELECT * FROM recent JOIN hosts USING (x)")
+    assert a.tables == {"metrics", "hosts"}
+    assert a.metrics_reads == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "bound"),
+    [
+        ("timestamp >= NOW() - INTERVAL '1 hour'", NOW - HOUR),
+        ("timestamp > now() - INTERVAL 2 HOURS", NOW - 2 * HOUR),
+        ("NOW() - INTERVAL '30 minutes' <= timestamp", NOW - HOUR // 2),
+        ("metric_id = 'x' AND (timestamp >= current_timestamp - INTERVAL '1 day')", NOW - 24 * HOUR),
+        ("timestamp BETWEEN TIMESTAMPTZ '2027-01-15 08:00:00+00' AND NOW()", 1_800_000_000_000_000),
+        ("timestamp >= '2027-01-15T08:00:00'", 1_800_000_000_000_000),
+    ],
+)
+def test_lower_bounds_that_are_understood(where: str, bound: int) -> None:
+    assert analyse(f"SELECT * FROM metrics WHERE {where}").lower_bound(NOW) == bound
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM metrics",  # no WHERE
+        "SELECT * FROM metrics WHERE metric_id = 'x'",  # no bound on timestamp
+        "SELECT * FROM metrics WHERE timestamp >= NOW() - INTERVAL '1 hour' OR value > 1",
+        "SELECT * FROM metrics WHERE timestamp <= NOW()",  # an upper bound only
+        "SELECT * FROM metrics WHERE timestamp >= (SELECT min(window_start) FROM metrics_5m)",
+        "SELECT * FROM metrics m JOIN metrics_5m w USING (metric_id) "
+        "WHERE m.timestamp >= NOW() - INTERVAL '1 hour'",  # joins are not analysed
+        # A bound outside a subquery over metrics filters the subquery's rows, not the samples
+        # it counts: the counts need every sample, so there is no bound.
+        "SELECT * FROM (SELECT metric_id, count(*) AS n, max(timestamp) AS timestamp "
+        "FROM metrics GROUP BY 1) WHERE timestamp >= NOW() - INTERVAL '1 hour'",
+        # metrics read twice: no single bound covers both reads.
+        "SELECT * FROM metrics WHERE timestamp >= NOW() - INTERVAL '1 hour' "
+        "UNION ALL SELECT * FROM metrics",
+    ],
+)
+def test_no_bound_where_none_holds_for_every_sample_read(sql: str) -> None:
+    assert analyse(sql).lower_bound(NOW) is None
+
+
+def test_a_bound_inside_the_subquery_that_reads_metrics_counts() -> None:
+    sql = (
+        "SELECT metric_id, n FROM (SELECT metric_id, count(*) AS n FROM metrics "
+        "WHERE timestamp >= NOW() - INTERVAL '1 hour' GROUP BY 1) WHERE n > 3"
+    )
+    assert analyse(sql).lower_bound(NOW) == NOW - HOUR
+
+
+def test_unparsable_sql_is_refused_with_invalid_query() -> None:
+    with pytest.raises(InvalidQuery, match="cannot parse the query"):
+        analyse("SELEC oops FROM")
+
+
+def test_postgres_translation_numbers_placeholders_and_aligns_time_buckets() -> None:
+    sql = to_backend_sql(
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) AS b, avg(value) FROM metrics "
+        "WHERE metric_id = ? AND value > ? GROUP BY b",
+        "postgres",
+    )
+    for part in ("$1", "$2", "2000-01-03"):
+        assert part in sql
+    assert "?" not in sql
+    assert "DATE_BIN" in sql.upper()
+    assert to_backend_sql("SELECT 1 WHERE ? = 1", "duckdb") == "SELECT 1 WHERE ? = 1"
+
+
+@pytest.mark.parametrize(
+    ("sql", "names"),
+    [
+        ("SELECT pg_read_file('/etc/passwd')", ["pg_read_file"]),
+        ("SELECT * FROM pg_ls_dir('/')", ["pg_ls_dir"]),
+        ("SELECT set_config('work_mem', '1GB', false)", ["set_config"]),
+        ("SELECT pg_sleep(100)", ["pg_sleep"]),
+        ("SELECT * FROM read_csv('/etc/passwd')", ["read_csv"]),
+        ("SELECT dblink_exec('host=x', 'DROP TABLE t')", ["dblink_exec"]),
+        ("SELECT count(*) FROM metrics WHERE metric_id = 'read_csv'", []),
+    ],
+)
+def test_forbidden_backend_functions(sql: str, names: list[str]) -> None:
+    assert forbidden_functions(sql) == names
