@@ -17,7 +17,8 @@ redacted values only.
     │   └── Unsupported                  UNIMPLEMENTED
     ├── ConfigError                      the operator's configuration is wrong (raised at start)
     ├── Unavailable                      UNAVAILABLE: a dependency (the backend) failed or timed out
-    ├── ResourceExhausted                RESOURCE_EXHAUSTED: a query hit a time or memory limit
+    ├── ResourceExhausted                RESOURCE_EXHAUSTED: a query hit its memory limit
+    │   └── TimedOut                     DEADLINE_EXCEEDED: a query hit its time limit
     └── InternalError                    INTERNAL: a bug in hyprstream
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "Status",
+    "TimedOut",
     "Unauthenticated",
     "Unavailable",
     "Unsupported",
@@ -53,6 +55,7 @@ class Status(enum.Enum):
     UNIMPLEMENTED = "unimplemented"
     UNAVAILABLE = "unavailable"
     RESOURCE_EXHAUSTED = "resource_exhausted"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
     INTERNAL = "internal"
 
 
@@ -135,7 +138,15 @@ class Unavailable(HyprstreamError):
 
 
 class ResourceExhausted(HyprstreamError):
+    """A query needed more than its limits allow; a smaller query may succeed."""
+
     status = Status.RESOURCE_EXHAUSTED
+
+
+class TimedOut(ResourceExhausted):
+    """A query ran longer than its time limit and was cancelled."""
+
+    status = Status.DEADLINE_EXCEEDED
 
 
 class InternalError(HyprstreamError):

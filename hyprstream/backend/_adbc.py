@@ -27,6 +27,7 @@ from typing import Any
 import adbc_driver_manager
 import adbc_driver_manager.dbapi as adbc_dbapi
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from hyprstream._secrets import redact_text, redact_uri
@@ -91,6 +92,21 @@ def _known(name: str) -> DriverSpec | None:
     return _KNOWN.get(_ALIASES.get(name, name))
 
 
+def _guess_dialect(package: str, scheme: str) -> str:
+    """The SQL dialect of a driver package we do not know: from the URI's scheme if that is
+    known, else from ``adbc_driver_<name>`` if sqlglot has a dialect ``<name>``, else
+    PostgreSQL's (the most common ADBC dialect)."""
+    spec = _known(scheme)
+    if spec is not None:
+        return spec.dialect
+    name = package.removeprefix("adbc_driver_").lower()
+    try:
+        sqlglot.Dialect.get_or_raise(name)
+    except ValueError:
+        return "postgres"
+    return name
+
+
 def resolve_driver(
     uri: str, *, driver: str | None = None, driver_path: str | None = None
 ) -> DriverSpec:
@@ -100,7 +116,7 @@ def resolve_driver(
         spec = _known(scheme)
         return DriverSpec(None, spec.dialect if spec else "postgres", driver_path=driver_path)
     if driver:
-        return _known(driver) or DriverSpec(driver, "duckdb")
+        return _known(driver) or DriverSpec(driver, _guess_dialect(driver, scheme))
     spec = _known(scheme)
     if spec is None:
         raise ConfigError(

@@ -38,6 +38,7 @@ from hyprstream.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    TimedOut,
 )
 from hyprstream.model import CORE_COLUMNS
 
@@ -54,8 +55,10 @@ _WINDOWS_BASE = "_hyprstream_windows"
 _WINDOWS_RECENT = "_hyprstream_windows_recent"
 _WINDOWS_OPEN = "_hyprstream_windows_open"
 _WINDOW_TABLES = (_WINDOWS_BASE, _WINDOWS_RECENT, _WINDOWS_OPEN)
+#: Read-through results (service/_readthrough.py) are tables named with this prefix.
+_RESULT_PREFIX = "_hyprstream_result_"
 
-#: Columns of ``metric_windows`` (spec/windows.md, WIN-15), in order, with their Arrow types.
+#: Columns of ``metric_windows`` (spec/windows.md, WIN-13), in order, with their Arrow types.
 WINDOW_COLUMNS: tuple[pa.Field, ...] = (
     pa.field("metric_id", pa.utf8(), nullable=False),
     pa.field("window", pa.utf8(), nullable=False),
@@ -221,9 +224,15 @@ class DuckDBHotCache:
         cols = ", ".join(f"{_q(f.name)} {duckdb_type(f.type)}" for f in CORE_COLUMNS)
         store_cols = ", ".join(f"{_q(f.name)} {duckdb_type(f.type)}" for f in WINDOW_STORE_SCHEMA)
         with self._writer.cursor() as w:
-            w.execute(f"CREATE TABLE IF NOT EXISTS {METRICS_TABLE} ({cols})")
+            # The hot cache starts empty even in a database file (warm start refills it from
+            # the backend): nothing of an earlier run may be counted twice.
+            w.execute("SELECT table_name FROM duckdb_tables() WHERE NOT internal")
+            leftovers = [str(r[0]) for r in w.fetchall() if str(r[0]).startswith(_RESULT_PREFIX)]
+            for name in leftovers:
+                w.execute(f"DROP TABLE {_q(name)}")
+            w.execute(f"CREATE OR REPLACE TABLE {METRICS_TABLE} ({cols})")
             for table in _WINDOW_TABLES:
-                w.execute(f"CREATE TABLE IF NOT EXISTS {table} ({store_cols})")
+                w.execute(f"CREATE OR REPLACE TABLE {table} ({store_cols})")
             union = " UNION ALL ".join(f"SELECT * FROM {t}" for t in _WINDOW_TABLES)
             w.execute(
                 f"""CREATE OR REPLACE VIEW {WINDOWS_TABLE} AS SELECT
@@ -544,10 +553,11 @@ class DuckDBHotCache:
         except adbc_dbapi.Error as exc:
             error = _translate(exc)
             if isinstance(error, ResourceExhausted) and timer is not None and not timer.is_alive():
-                error = ResourceExhausted(
+                error = TimedOut(
                     f"the query ran longer than its time limit ({self._query_timeout_s:g} s) "
                     "and was cancelled"
                 )
+            _release(cur)
             raise error from None
         finally:
             if timer is not None:
@@ -594,6 +604,14 @@ def _parse(sql: str) -> list[Any]:
         if not _parser:
             _parser.append(duckdb.connect(":memory:", config={"enable_external_access": False}))
         return list(_parser[0].extract_statements(sql))
+
+
+def _release(cursor: adbc_dbapi.Cursor) -> None:
+    """Let a reader drop what a failed query left behind (a query that ran out of memory
+    leaves its allocations with the statement until the next one replaces it)."""
+    with contextlib.suppress(Exception):
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
 
 
 def _cancel(cursor: adbc_dbapi.Cursor) -> None:

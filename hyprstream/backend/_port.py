@@ -1,6 +1,6 @@
 """The backend port: the system of record that every acknowledged batch is written through to.
 
-Contract (spec/backend.md, BE-1 to BE-9):
+Contract (spec/backend.md, BE-1 to BE-10):
 
 * ``write`` returns only after the batch is durably committed, in one transaction with its
   batch id (if any) and the windows it closed; if it raises, nothing of it is committed.

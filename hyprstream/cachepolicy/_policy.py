@@ -1,4 +1,4 @@
-"""Expiry and eviction decisions (spec/cache.md, CACHE-1 to CACHE-4).
+"""Expiry and eviction decisions (spec/cache.md, CACHE-2 to CACHE-4).
 
 ``evictions(entries, now, policy)`` returns the keys to drop, in the order to drop them:
 first every entry older than the TTL (oldest first), then least-recently-used entries until

@@ -85,15 +85,19 @@ def parse_users(entries: Iterable[str], *, source: str) -> dict[str, _User]:
         name, sep, rest = line.partition(":")
         if not sep or not name:
             raise ConfigError(f"{source}, entry {number}: expected name:password[:role]")
-        password, role = rest, WRITE
-        if rest.startswith("scrypt:"):
-            parts = rest.split(":")
-            password = ":".join(parts[:3])
-            role = parts[3] if len(parts) > 3 else WRITE
-        elif rest.rsplit(":", 1)[-1] in _ROLES and ":" in rest:
-            password, role = rest.rsplit(":", 1)
+        # A clear-text password cannot contain ':' (a mistyped role must never silently
+        # become part of the password); a hashed one has exactly the scrypt form's colons.
+        parts = rest.split(":")
+        fields = 3 if rest.startswith("scrypt:") else 1
+        if len(parts) > fields + 1:
+            raise ConfigError(
+                f"{source}, entry {number}: expected name:password[:role] with role read or "
+                "write (a password containing ':' must be given hashed, see hash_password)"
+            )
+        password = ":".join(parts[:fields])
+        role = parts[fields] if len(parts) > fields else WRITE
         if role not in _ROLES:
-            raise ConfigError(f"{source}, entry {number}: role must be read or write")
+            raise ConfigError(f"{source}, entry {number}: role must be read or write, not {role!r}")
         if not password:
             raise ConfigError(f"{source}, entry {number}: empty password for {name!r}")
         if name in users:
@@ -160,13 +164,15 @@ class Credentials:
 
 @dataclass(slots=True)
 class TokenBook:
-    """Bearer tokens issued at login, each valid for ``ttl_ns`` from its issue."""
+    """Bearer tokens issued at login, each valid for ``ttl_ns`` from its issue; at most
+    ``max_tokens`` are kept (the oldest is forgotten first: its holder logs in again)."""
 
     ttl_ns: int = TOKEN_TTL_NS
+    max_tokens: int = 100_000
     _tokens: dict[str, tuple[Principal, int]] = field(default_factory=dict)
 
     def issue(self, principal: Principal, now_ns: int) -> str:
-        self._expire(now_ns)
+        self._expire(now_ns, room=1)
         token = secrets.token_urlsafe(32)
         self._tokens[token] = (principal, now_ns + self.ttl_ns)
         return token
@@ -177,7 +183,13 @@ class TokenBook:
             return None
         return entry[0]
 
-    def _expire(self, now_ns: int) -> None:
-        stale = [t for t, (_, until) in self._tokens.items() if until <= now_ns]
-        for token in stale:
-            del self._tokens[token]
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def _expire(self, now_ns: int, room: int) -> None:
+        # Tokens are kept in issue order and all live equally long: the oldest expire first.
+        while self._tokens:
+            oldest, (_, until) = next(iter(self._tokens.items()))
+            if until > now_ns and len(self._tokens) + room <= self.max_tokens:
+                return
+            del self._tokens[oldest]

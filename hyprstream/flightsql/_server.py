@@ -136,7 +136,11 @@ def _to_flight(exc: HyprstreamError) -> BaseException:
             result = flight.FlightUnauthorizedError(message)
         case Status.UNAVAILABLE:
             result = flight.FlightUnavailableError(message)
+        case Status.DEADLINE_EXCEEDED:
+            result = flight.FlightTimedOutError(message)
         case Status.RESOURCE_EXHAUSTED:
+            # pyarrow.flight offers no way to send RESOURCE_EXHAUSTED from Python: the
+            # client sees UNKNOWN, with this message.
             result = flight.FlightServerError(message)
         case _:
             result = flight.FlightInternalError(message)
@@ -575,6 +579,9 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
                     f"{exc.message} (record batch {batches} of this stream; the {batches} "
                     f"before it were acknowledged, {rows} rows)"
                 )
+            raise
+        except BaseException:
+            acks.wait(pending)  # no callback may write after this handler has returned
             raise
         _, _, failure = acks.wait(pending)
         if failure is not None:

@@ -199,7 +199,13 @@ def _timestamps(column: pa.Array) -> np.ndarray:
 
 
 def _range_message() -> str:
-    return "timestamp out of range: accepted are 1677-09-22 to 2262-04-11 UTC"
+    return (
+        "timestamp out of range: accepted are 1677-09-21T00:12:43.145226Z to "
+        "2262-04-11T23:47:16.854774Z"
+    )
+
+
+_EXACT_INT = 2**53
 
 
 def _values(column: pa.Array) -> np.ndarray:
@@ -209,13 +215,28 @@ def _values(column: pa.Array) -> np.ndarray:
             f"expected float64 (integers and other floats are cast), got {t}", column=VALUE
         )
     _reject_nulls(column, VALUE)
+    if pa.types.is_integer(t):
+        # Every integer up to 2**53 in magnitude is exactly a float64; beyond, refuse rather
+        # than store a different number.
+        ints = column.to_numpy(zero_copy_only=False)
+        too_big = _first((ints > _EXACT_INT) | (ints < -_EXACT_INT))
+        if too_big is not None:
+            raise InvalidBatch(
+                f"integer value {int(ints[too_big])} is not exactly representable as float64 "
+                "(at most 2**53 in magnitude); send it as a float",
+                column=VALUE,
+                row=too_big,
+            )
     if t != pa.float64():
-        column = column.cast(pa.float64())
+        column = column.cast(pa.float64(), safe=False)
     values = column.to_numpy(zero_copy_only=False)
     bad = _first(~np.isfinite(values))
     if bad is not None:
-        raise InvalidBatch(f"value must be finite, got {values[bad]!r}", column=VALUE, row=bad)
+        raise InvalidBatch(f"value must be finite, got {float(values[bad])}", column=VALUE, row=bad)
     return np.ascontiguousarray(values, dtype=np.float64)
+
+
+_SIGNED_FOR_UNSIGNED = {8: pa.int16(), 16: pa.int32(), 32: pa.int64(), 64: pa.int64()}
 
 
 def normalise_label_type(name: str, t: pa.DataType) -> pa.DataType:
@@ -234,6 +255,10 @@ def normalise_label_type(name: str, t: pa.DataType) -> pa.DataType:
         return pa.binary()
     if pa.types.is_float16(t):
         return pa.float32()
+    if pa.types.is_unsigned_integer(t):
+        # Stored signed (every SQL backend has signed integers): widened where that keeps
+        # every value, and uint64 as int64, whose values above 2**63 - 1 are refused.
+        return _SIGNED_FOR_UNSIGNED[t.bit_width]
     if (
         pa.types.is_boolean(t)
         or pa.types.is_integer(t)

@@ -76,10 +76,9 @@ class Appender:
             if pending:
                 item = pending.pop()
             else:
-                wait = self._idle_s if self._cache.rewrite_wanted(idle=True) else None
                 try:
-                    item = self._queue.get(timeout=wait)
-                except queue.Empty:
+                    item = self._queue.get(timeout=self._idle_s)
+                except queue.Empty:  # idle (rows may also have come in around us: warm start)
                     self._rewrite(idle=True)
                     continue
             if item is None:

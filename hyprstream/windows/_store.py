@@ -57,7 +57,7 @@ __all__ = [
 _HOUR = 3_600_000_000
 DEFAULT_LATENESS_US = _HOUR
 
-#: Default retention of closed windows per size (WIN-13); sizes not listed keep 48 of their
+#: Default retention of closed windows per size (WIN-11); sizes not listed keep 48 of their
 #: own length.
 DEFAULT_RETENTION: Mapping[str, int] = {
     "5m": 6 * _HOUR,

@@ -53,6 +53,7 @@ CASES: list[tuple[str, Callable[[], pa.Table], str, int | None, str]] = [
     ("string value", lambda: with_(value=pa.array(["1", "2", "3"])), "value", None, "expected float64"),
     ("bool value", lambda: with_(value=pa.array([True, False, True])), "value", None, "expected float64"),
     ("missing value", lambda: with_(value=None), "value", None, "missing required column"),
+    ("inexact integer value", lambda: with_(value=pa.array([1, 2**53 + 1, 3], pa.int64())), "value", 1, "not exactly representable"),
     ("empty metric_id", lambda: with_(metric_id=pa.array(["a", "", "c"])), "metric_id", 1, "empty"),
     ("computed column sent", lambda: with_(value_running_window_avg=pa.array([1.0, 2.0, 3.0])),
      "value_running_window_avg", None, "computed by hyprstream"),

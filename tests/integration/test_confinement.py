@@ -10,8 +10,10 @@ from pathlib import Path
 import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
 import pytest
+from pyarrow import flight
 
 from conformance.process import ServerProcess, spawn_server
+from hyprstream.flightsql._protocol import pack, pb
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +95,12 @@ def test_time_limit(confined: ServerProcess) -> None:
     with pytest.raises(adbc_driver_manager.Error, match=r"longer than its time limit \(2 s\)"):
         run(confined, "SELECT count(*) FROM range(1000000000000) a")
     assert run(confined, "SELECT 2 AS after") == [(2,)]
+    # The status is DEADLINE_EXCEEDED (FSQL-30), as a raw Flight client sees it.
+    client = flight.connect(confined.uri)
+    query = pb.CommandStatementQuery(query="SELECT count(*) FROM range(1000000000000) a")
+    with pytest.raises(flight.FlightTimedOutError, match="time limit"):
+        client.get_flight_info(flight.FlightDescriptor.for_command(pack(query)))
+    client.close()
 
 
 def test_memory_limit(confined: ServerProcess) -> None:
@@ -100,6 +108,9 @@ def test_memory_limit(confined: ServerProcess) -> None:
     with pytest.raises(adbc_driver_manager.Error, match="exceeded its memory limit"):
         run(confined, "SELECT len(list(a)) FROM range(100000000) t(a)")
     assert run(confined, "SELECT 3 AS after") == [(3,)]
+    # ... and the failed query's memory is given back, not pinned in an idle connection.
+    (held,) = run(confined, "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()")
+    assert held[0] < 64 * 2**20
 
 
 def test_large_results_arrive_in_client_sized_batches(confined: ServerProcess) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -144,3 +145,33 @@ def test_the_appender_rewrites_in_its_idle_time(cache: DuckDBHotCache) -> None:
         assert first == [{"metric_id": "m000"}]  # the oldest section now leads, by metric
     finally:
         appender.close()
+
+
+def test_rows_loaded_around_the_appender_are_clustered_too(cache: DuckDBHotCache) -> None:
+    appender = Appender(cache, idle_s=0.02)  # idle from the start, as after a warm start
+    try:
+        cache.append(batch(3_000, 20, 50, END_US - 24 * HOUR_US, END_US))  # as warm() does
+        deadline = time.monotonic() + 20
+        while cache.rewrite_wanted(idle=True) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not cache.rewrite_wanted(idle=True)
+    finally:
+        appender.close()
+
+
+def test_a_hot_cache_in_a_file_starts_empty(tmp_path: Path) -> None:
+    path = str(tmp_path / "hot.duckdb")
+    first = DuckDBHotCache(path, window_labels=["5m"])
+    first.append(batch(100, 5, 60, END_US - HOUR_US, END_US))
+    first.store_result("_hyprstream_result_0", pa.table({"x": [1]}))
+    first.close()
+    again = DuckDBHotCache(path, window_labels=["5m"])
+    try:
+        assert again.query("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 0}]
+        assert again.query("SELECT count(*) AS n FROM metrics_5m").to_pylist() == [{"n": 0}]
+        left = again.query(
+            "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '_hyprstream_result%'"
+        )
+        assert left.to_pylist() == [{"n": 0}]
+    finally:
+        again.close()

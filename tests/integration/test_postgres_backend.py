@@ -241,6 +241,23 @@ def test_a_constraint_failure_is_not_taken_for_a_duplicate(
     assert got.to_pylist() == [{"n": 1}]
 
 
+def test_unsigned_labels_reach_postgresql(hyprstream_pg: ServerProcess, database: str) -> None:
+    """DM-5: PostgreSQL has no unsigned integers; such labels are stored signed, widened."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    table = samples("u", [now, now + dt.timedelta(seconds=1)], [1.0, 2.0])
+    table = table.append_column("port", pa.array([443, 65535], pa.uint16()))
+    writer, reader = flight.connect(hyprstream_pg.uri).do_put(
+        flight.FlightDescriptor.for_path("metrics"), table.schema
+    )
+    writer.write_table(table)
+    writer.done_writing()
+    assert json.loads(reader.read().to_pybytes())["accepted"] == 2
+    writer.close()
+    assert pg_rows(database, "SELECT port FROM metrics ORDER BY port") == [(443,), (65535,)]
+    got = query(hyprstream_pg.port, "SELECT port FROM metrics ORDER BY port")
+    assert got.column("port").type == pa.int32()
+
+
 def test_read_through_of_a_backend_only_table(hyprstream_pg: ServerProcess, database: str) -> None:
     with pg.connect(database) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE hosts (host TEXT PRIMARY KEY, region TEXT)")

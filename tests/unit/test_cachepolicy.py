@@ -1,4 +1,4 @@
-"""CACHE-1..CACHE-4: expiry and eviction decisions."""
+"""CACHE-2..CACHE-4 and CACHE-10: expiry and eviction decisions, and when to rewrite the hot samples."""
 
 from __future__ import annotations
 

@@ -99,6 +99,18 @@ def test_numeric_values_are_cast(values: pa.Array) -> None:
     assert s.value.tolist() == pytest.approx([float(v) for v in values.to_pylist()])
 
 
+@pytest.mark.parametrize(
+    ("values", "row"),
+    [
+        (pa.array([2**53, 2**53 + 1, 0], pa.int64()), 1),
+        (pa.array([-(2**53), 0, -(2**53) - 1], pa.int64()), 2),
+        (pa.array([2**64 - 1, 0, 0], pa.uint64()), 0),
+    ],
+)
+def test_integers_a_float64_cannot_hold_exactly_are_refused(values: pa.Array, row: int) -> None:
+    rejected(batch(value=values), "value", row, match="not exactly representable as float64")
+
+
 def test_missing_required_columns() -> None:
     for name in ("metric_id", "timestamp", "value"):
         rejected(batch(**{name: None}), name, None, match="missing required column")
@@ -238,3 +250,17 @@ def test_invalid_batch_is_picklable() -> None:
     err = InvalidBatch("bad thing", column="value", row=3)
     copy = pickle.loads(pickle.dumps(err))
     assert (copy.column, copy.row, str(copy)) == ("value", 3, str(err))
+
+
+@pytest.mark.parametrize(
+    ("t", "stored"),
+    [(pa.uint8(), pa.int16()), (pa.uint16(), pa.int32()), (pa.uint32(), pa.int64()), (pa.uint64(), pa.int64())],
+)
+def test_unsigned_labels_are_stored_signed(t: pa.DataType, stored: pa.DataType) -> None:
+    s = validate_batch(batch(port=pa.array([0, 1, 200], t)))
+    assert dict(s.labels)["port"].type == stored
+    assert dict(s.labels)["port"].to_pylist() == [0, 1, 200]
+
+
+def test_uint64_labels_beyond_int64_are_refused() -> None:
+    rejected(batch(big=pa.array([1, 2**63, 3], pa.uint64())), "big", match="cannot store uint64")
