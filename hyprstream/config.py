@@ -178,6 +178,12 @@ class Config:
             )
         if self.allowed_lateness_us < 0:
             raise ConfigError("allowed lateness must not be negative")
+        stray = [w.label for w in self.window_retention_us if w not in self.windows]
+        if stray:
+            raise ConfigError(
+                f"[windows] retention names {', '.join(stray)}, which are not window sizes "
+                f"({', '.join(w.label for w in self.windows)})"
+            )
         if self.quantile_windows is not None:
             unknown = [w.label for w in self.quantile_windows if w not in self.windows]
             if unknown:

@@ -157,3 +157,12 @@ def test_quantiles_for_unknown_sizes_are_refused() -> None:
     with pytest.raises(ConfigError, match="quantiles requested for 2h"):
         load_config(flags={"quantile_windows": "2h"})
     assert [w.label for w in load_config(flags={"windows": "1m,5m"}).quantile_sizes] == ["5m"]
+
+
+def test_retention_for_unknown_sizes_is_refused(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[windows]\nsizes = ["5m", "1h"]\nretention = { "30m" = "2d" }\n')
+    with pytest.raises(ConfigError, match=r"retention names 30m, which are not window sizes"):
+        load_config(config_file=toml)
+    toml.write_text('[windows]\nsizes = ["5m", "1h"]\nretention = { "5m" = "2h" }\n')
+    assert load_config(config_file=toml).retention_for(WindowSize.parse("5m")) == 7_200_000_000
