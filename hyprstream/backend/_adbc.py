@@ -40,7 +40,7 @@ from hyprstream.backend._port import (
     DuplicateBatch,
     StoredBatch,
 )
-from hyprstream.backend._types import duckdb_type
+from hyprstream.backend._types import DUCKDB_CONFINEMENT, duckdb_type
 from hyprstream.errors import ConfigError, InvalidQuery, Unavailable
 from hyprstream.model import METRIC_ID, RUNNING_COUNT, TIMESTAMP, metrics_schema
 
@@ -445,14 +445,7 @@ class AdbcBackend:
         replays at most that much log."""
         with self._translate("lock its configuration"), self._pool.connection() as conn:
             with conn.cursor() as cur:
-                for setting in (
-                    "checkpoint_threshold = '256MB'",
-                    "enable_external_access = false",
-                    "autoinstall_known_extensions = false",
-                    "autoload_known_extensions = false",
-                    "allow_community_extensions = false",
-                    "lock_configuration = true",
-                ):
+                for setting in ("checkpoint_threshold = '256MB'", *DUCKDB_CONFINEMENT):
                     cur.execute(f"SET GLOBAL {setting}")
             conn.commit()
 

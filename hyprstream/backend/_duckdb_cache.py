@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hyprstream.backend._types import duckdb_type
+from hyprstream.backend._types import DUCKDB_CONFINEMENT, duckdb_type
 from hyprstream.cachepolicy import REWRITE_FLOOR, rewrite_due
 from hyprstream.errors import (
     HyprstreamError,
@@ -200,13 +200,7 @@ class DuckDBHotCache:
             self._cursors.append(cursor)
             self._readers.put(cursor)
         with self._writer.cursor() as cur:
-            for setting in (
-                "enable_external_access = false",
-                "autoinstall_known_extensions = false",
-                "autoload_known_extensions = false",
-                "allow_community_extensions = false",
-                "lock_configuration = true",
-            ):
+            for setting in DUCKDB_CONFINEMENT:
                 cur.execute(f"SET GLOBAL {setting}")
         self._writer.commit()
 

@@ -35,3 +35,15 @@ def duckdb_type(t: pa.DataType) -> str:
     if pa.types.is_decimal(t):
         return f"DECIMAL({t.precision}, {t.scale})"
     raise InvalidInput(f"no column type for Arrow type {t}")
+
+
+#: The settings that confine client SQL in a DuckDB database (spec/flightsql.md, FSQL-20):
+#: no files, no extension installs or loads, and no further settings changes. Applied last,
+#: with ``SET GLOBAL``, after our own setup.
+DUCKDB_CONFINEMENT = (
+    "enable_external_access = false",
+    "autoinstall_known_extensions = false",
+    "autoload_known_extensions = false",
+    "allow_community_extensions = false",
+    "lock_configuration = true",
+)
