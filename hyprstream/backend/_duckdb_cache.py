@@ -161,9 +161,9 @@ class DuckDBHotCache:
         self._appender = self._connect(autocommit=False)
         # Read-through results live in their own tables, written through their own connection.
         self._results = self._connect(autocommit=True)
-        # Rewrites of ``metrics`` into its clustered order (CACHE-10) run alone on their own
-        # connection, in autocommit (one statement, one snapshot), so that cancelling one
-        # can never touch an append.
+        # Rewrites of ``metrics`` into its clustered order (CACHE-10) run on their own
+        # connection (each in an explicit transaction, see rewrite_samples), so that
+        # cancelling one can never touch an append.
         self._clusterer = self._connect(autocommit=True)
         #: Held by whatever changes ``metrics``: appends, evictions, new columns, rewrites.
         self._samples_lock = threading.Lock()

@@ -97,7 +97,11 @@ def parse_users(entries: Iterable[str], *, source: str) -> dict[str, _User]:
         password = ":".join(parts[:fields])
         role = parts[fields] if len(parts) > fields else WRITE
         if role not in _ROLES:
-            raise ConfigError(f"{source}, entry {number}: role must be read or write, not {role!r}")
+            # The role is not echoed: it may be the tail of a password that contains ':'.
+            raise ConfigError(
+                f"{source}, entry {number}: role must be read or write (a password "
+                "containing ':' must be given hashed, see hash_password)"
+            )
         if not password:
             raise ConfigError(f"{source}, entry {number}: empty password for {name!r}")
         if name in users:

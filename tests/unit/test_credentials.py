@@ -43,6 +43,7 @@ def test_hashed_passwords_with_and_without_roles() -> None:
     ("entry", "words"),
     [
         ("alice:pw:admin", "role must be read or write"),  # a mistyped role
+        ("alice:pa:ss", "role must be read or write"),  # a password with ':' (tail not shown)
         ("alice:pa:ss:read", "containing ':' must be given hashed"),
         ("alice", "expected name:password"),
         (":pw", "expected name:password"),
