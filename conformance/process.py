@@ -20,7 +20,10 @@ _LISTENING = re.compile(r"listening on grpc(?:\+tls)?://(?P<host>[^\s]+):(?P<por
 
 @dataclass
 class ServerProcess:
-    """A running ``hyprstream`` process; ``log`` collects what it writes to stderr."""
+    """A running ``hyprstream`` process; ``log`` collects what it writes to stderr.
+
+    Use it as a context manager to have it killed (if still running) on the way out.
+    """
 
     process: subprocess.Popen[str]
     port: int
@@ -55,6 +58,13 @@ class ServerProcess:
 
     def text(self) -> str:
         return "".join(self.log)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving a ``with spawn_server(...) as proc:`` block kills it if it still runs."""
+        self.kill()
 
 
 def spawn_server(

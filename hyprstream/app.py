@@ -6,8 +6,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from hyprstream.backend import AdbcBackend, Backend, DuckDBHotCache, MemoryBackend
-from hyprstream.backend._adbc import connection_settings
+from hyprstream.backend import (
+    AdbcBackend,
+    Backend,
+    DuckDBHotCache,
+    MemoryBackend,
+    connection_settings,
+)
 from hyprstream.backend._duckdb_cache import WINDOW_STORE_SCHEMA
 from hyprstream.cachepolicy import CachePolicy
 from hyprstream.config import Config
@@ -44,15 +49,13 @@ def build_backend(config: Config) -> Backend:
         )
         return AdbcBackend(settings, window_schema=WINDOW_STORE_SCHEMA)
     assert config.engine_connection is not None
-    password = config.engine_password.reveal() if config.engine_password is not None else None
     settings = connection_settings(
         config.engine_connection,
         options=config.engine_options,
         username=config.engine_username,
-        password=password,
+        password=config.engine_password.reveal() if config.engine_password is not None else None,
     )
-    secrets = [password] if password else []
-    return AdbcBackend(settings, window_schema=WINDOW_STORE_SCHEMA, secrets=secrets)
+    return AdbcBackend(settings, window_schema=WINDOW_STORE_SCHEMA)
 
 
 def build_service(config: Config) -> Hyprstream:
@@ -97,6 +100,8 @@ class Node:
 
     service: Hyprstream
     server: FlightSqlServer
+    #: ``grpc[+tls]://host:port``, with the real port when port 0 was asked for.
+    location: str
 
     @property
     def port(self) -> int:
@@ -144,13 +149,13 @@ def start(config: Config) -> Node:
     credentials = build_credentials(config)
     tls = build_tls(config)
     service = build_service(config)
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    scheme = "grpc+tls" if tls is not None else "grpc"
     try:
-        host = f"[{config.host}]" if ":" in config.host else config.host
-        scheme = "grpc+tls" if tls is not None else "grpc"
         server = FlightSqlServer(
             service, f"{scheme}://{host}:{config.port}", credentials=credentials, tls=tls
         )
     except BaseException:
         service.close()
         raise
-    return Node(service=service, server=server)
+    return Node(service=service, server=server, location=f"{scheme}://{host}:{server.port}")

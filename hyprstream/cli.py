@@ -290,15 +290,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         node.service.backend.description,
         config.cache_connection,
     )
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    scheme = "grpc+tls" if config.tls_cert is not None else "grpc"
     if config.auth == "none" and config.host not in ("127.0.0.1", "::1", "localhost"):
         log.warning(
-            "serving on %s without authentication: anyone who can connect may read and write", host
+            "serving on %s without authentication: anyone who can connect may read and write",
+            node.location,
         )
     # Tests and scripts wait for this line (with the real port when --port 0 was given).
     print(
-        f"hyprstream {__version__} listening on {scheme}://{host}:{node.port}",
+        f"hyprstream {__version__} listening on {node.location}",
         file=sys.stderr,
         flush=True,
     )

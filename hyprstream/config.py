@@ -240,6 +240,41 @@ class Config:
 # -- loading ----------------------------------------------------------------------------------
 
 
+#: The TOML file's sections and keys, each with the setting it gives (``load_config``'s names).
+_TOML_KEYS: dict[str, dict[str, str]] = {
+    "server": {"host": "host", "port": "port", "data_dir": "data_dir", "log_level": "log_level"},
+    "storage": {
+        "backend": "engine",
+        "connection": "engine_connection",
+        "options": "engine_options",
+        "username": "engine_username",
+        "password": "engine_password",
+    },
+    "cache": {
+        "enabled": "cache_enabled",
+        "engine": "cache_engine",
+        "connection": "cache_connection",
+        "max_duration": "cache_max_duration",
+        "ttl": "cache_ttl",
+        "max_bytes": "cache_max_bytes",
+    },
+    "auth": {"mode": "auth", "users_file": "auth_users_file", "tokens_file": "auth_tokens_file"},
+    "tls": {"cert": "tls_cert", "key": "tls_key", "client_ca": "tls_client_ca"},
+    "limits": {
+        "query_timeout": "query_timeout",
+        "query_memory": "query_memory_limit",
+        "memory": "memory_limit",
+    },
+    "windows": {
+        "sizes": "windows",
+        "running": "running_window",
+        "allowed_lateness": "allowed_lateness",
+        "retention": "window_retention",
+        "quantiles": "quantile_windows",
+    },
+}
+
+
 def _from_toml(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -247,73 +282,22 @@ def _from_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {str(path)!r} is not valid TOML: {exc}") from None
-    known = {"server", "storage", "cache", "windows", "auth", "tls", "limits"}
+    known = set(_TOML_KEYS)
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
             f"unknown section(s) {sorted(unknown)} in {str(path)!r}; known: {sorted(known)}"
         )
     out: dict[str, Any] = {}
-    server = _section(data, "server", {"host", "port", "data_dir", "log_level"})
-    out.update({k: v for k, v in server.items()})
-    storage = _section(
-        data, "storage", {"backend", "connection", "options", "username", "password"}
-    )
-    if "backend" in storage:
-        out["engine"] = storage["backend"]
-    if "connection" in storage:
-        out["engine_connection"] = storage["connection"]
-    if "options" in storage:
-        if not isinstance(storage["options"], dict):
+    for name, keys in _TOML_KEYS.items():
+        section = _section(data, name, set(keys))
+        out.update({setting: section[key] for key, setting in keys.items() if key in section})
+    if "engine_options" in out:
+        if not isinstance(out["engine_options"], dict):
             raise ConfigError('[storage] options must be a table of key = "value" pairs')
-        out["engine_options"] = {str(k): str(v) for k, v in storage["options"].items()}
-    if "username" in storage:
-        out["engine_username"] = storage["username"]
-    if "password" in storage:
-        out["engine_password"] = storage["password"]
-    cache = _section(
-        data, "cache", {"enabled", "engine", "connection", "max_duration", "ttl", "max_bytes"}
-    )
-    if "enabled" in cache:
-        out["cache_enabled"] = bool(cache["enabled"])
-    if "engine" in cache:
-        out["cache_engine"] = cache["engine"]
-    if "connection" in cache:
-        out["cache_connection"] = cache["connection"]
-    for key in ("max_duration", "ttl", "max_bytes"):
-        if key in cache:
-            out[f"cache_{key}"] = cache[key]
-    auth = _section(data, "auth", {"mode", "users_file", "tokens_file"})
-    if "mode" in auth:
-        out["auth"] = auth["mode"]
-    if "users_file" in auth:
-        out["auth_users_file"] = auth["users_file"]
-    if "tokens_file" in auth:
-        out["auth_tokens_file"] = auth["tokens_file"]
-    tls = _section(data, "tls", {"cert", "key", "client_ca"})
-    for key in ("cert", "key", "client_ca"):
-        if key in tls:
-            out[f"tls_{key}"] = tls[key]
-    limits = _section(data, "limits", {"query_timeout", "query_memory", "memory"})
-    if "memory" in limits:
-        out["memory_limit"] = limits["memory"]
-    if "query_timeout" in limits:
-        out["query_timeout"] = limits["query_timeout"]
-    if "query_memory" in limits:
-        out["query_memory_limit"] = limits["query_memory"]
-    windows = _section(
-        data, "windows", {"sizes", "running", "allowed_lateness", "retention", "quantiles"}
-    )
-    if "sizes" in windows:
-        out["windows"] = windows["sizes"]
-    if "running" in windows:
-        out["running_window"] = windows["running"]
-    if "allowed_lateness" in windows:
-        out["allowed_lateness"] = windows["allowed_lateness"]
-    if "retention" in windows:
-        out["window_retention"] = windows["retention"]
-    if "quantiles" in windows:
-        out["quantile_windows"] = windows["quantiles"]
+        out["engine_options"] = {str(k): str(v) for k, v in out["engine_options"].items()}
+    if "cache_enabled" in out:
+        out["cache_enabled"] = bool(out["cache_enabled"])
     return out
 
 
@@ -337,6 +321,22 @@ def _sizes(value: Any) -> tuple[WindowSize, ...]:
     return tuple(sorted(sizes))
 
 
+#: Duration settings (the Config field adds ``_us``), with how errors name them.
+_DURATION_SETTINGS = {
+    "allowed_lateness": "allowed lateness",
+    "cache_ttl": "cache ttl",
+    "query_timeout": "query timeout",
+}
+_PATH_SETTINGS = (
+    "data_dir",
+    "auth_users_file",
+    "auth_tokens_file",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+)
+
+
 def load_config(
     *,
     flags: Mapping[str, Any] | None = None,
@@ -351,24 +351,21 @@ def load_config(
     env = environ or {}
     if env.get("HYPRSTREAM_AUTH_USERS"):
         merged["auth_users_env"] = Secret(env["HYPRSTREAM_AUTH_USERS"])
+    from_env: set[str] = set()
     for key, env_name in (
         ("engine_username", "HYPRSTREAM_ENGINE_USERNAME"),
         ("engine_password", "HYPRSTREAM_ENGINE_PASSWORD"),
     ):
         if env.get(env_name):
             merged[key] = env[env_name]
-            merged[f"_{key}_from_env"] = True
+            from_env.add(key)
     for key, value in (flags or {}).items():
-        if value is None:
-            continue
-        if key in ("engine_username", "engine_password") and merged.get(f"_{key}_from_env"):
-            continue  # the environment outranks flags for credentials (the seed's order)
+        if value is None or key in from_env:
+            continue  # for credentials, the environment outranks flags (the seed's order)
         if key == "engine_options" and "engine_options" in merged:
             merged[key] = {**merged["engine_options"], **value}
         else:
             merged[key] = value
-    for key in [k for k in merged if k.startswith("_")]:
-        del merged[key]
 
     kwargs: dict[str, Any] = {}
     for key, value in merged.items():
@@ -376,8 +373,8 @@ def load_config(
             kwargs["windows"] = _sizes(value)
         elif key == "running_window":
             kwargs["running_window"] = WindowSize.parse(str(value))
-        elif key == "allowed_lateness":
-            kwargs["allowed_lateness_us"] = parse_duration(value, what="allowed lateness")
+        elif key in _DURATION_SETTINGS:
+            kwargs[f"{key}_us"] = parse_duration(value, what=_DURATION_SETTINGS[key])
         elif key == "window_retention":
             if not isinstance(value, dict):
                 raise ConfigError('[windows] retention must be a table like { "5m" = "6h" }')
@@ -390,19 +387,11 @@ def load_config(
             kwargs["cache_max_duration_us"] = (
                 None if text in ("none", "0") else parse_duration(value, what="cache max duration")
             )
-        elif key == "cache_ttl":
-            kwargs["cache_ttl_us"] = parse_duration(value, what="cache ttl")
-        elif key == "cache_max_bytes":
-            kwargs["cache_max_bytes"] = parse_bytes(value)
+        elif key in ("cache_max_bytes", "query_memory_limit", "memory_limit"):
+            kwargs[key] = parse_bytes(value)
         elif key in ("engine_password", "auth_users_env"):
             kwargs[key] = value if isinstance(value, Secret) else Secret(str(value))
-        elif key in ("auth_users_file", "auth_tokens_file", "tls_cert", "tls_key", "tls_client_ca"):
-            kwargs[key] = Path(value)
-        elif key == "query_timeout":
-            kwargs["query_timeout_us"] = parse_duration(value, what="query timeout")
-        elif key in ("query_memory_limit", "memory_limit"):
-            kwargs[key] = parse_bytes(value)
-        elif key == "data_dir":
+        elif key in _PATH_SETTINGS:
             kwargs[key] = Path(value)
         elif key == "port":
             try:

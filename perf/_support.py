@@ -38,6 +38,18 @@ INGEST_SCHEMA = pa.schema(
 )
 VALUE_LOW, VALUE_HIGH = 0.0, 100.0
 
+#: The seed example's query (the README's aggregate over the last hour), as the benchmarks send it.
+SEED_EXAMPLE_SQL = (
+    "SELECT \n"
+    "    metric_id,\n"
+    "    COUNT(*) as samples,\n"
+    "    AVG(value_running_window_avg) as avg_value\n"
+    "FROM metrics\n"
+    "WHERE timestamp >= NOW() - INTERVAL '1 hour'\n"
+    "GROUP BY metric_id\n"
+    "ORDER BY avg_value DESC"
+)
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -131,6 +143,32 @@ def ingest(uri: str, dataset: Dataset, *, batch_rows: int) -> IngestReport:
             writer.done_writing()
         seconds = time.perf_counter() - start
     return IngestReport(dataset.rows, batches, batch_rows, seconds, accepted, late)
+
+
+def put_pipelined(uri: str, batches: Sequence[pa.RecordBatch]) -> tuple[float, int, int]:
+    """DoPut ``batches`` on ``['metrics']`` in one stream, writing on while a thread reads the
+    acknowledgements; returns (seconds from opening the stream to the last acknowledgement,
+    accepted, late)."""
+    acks: list[dict[str, int]] = []
+    with flight.connect(uri) as client:
+        start = time.perf_counter()
+        writer, reader = client.do_put(
+            flight.FlightDescriptor.for_path("metrics"), batches[0].schema
+        )
+        with writer:
+
+            def read_acks() -> None:
+                for _ in batches:
+                    acks.append(json.loads(reader.read().to_pybytes()))
+
+            thread = threading.Thread(target=read_acks)
+            thread.start()
+            for batch in batches:
+                writer.write_batch(batch)
+            thread.join()
+            seconds = time.perf_counter() - start
+            writer.done_writing()
+    return seconds, sum(a["accepted"] for a in acks), sum(a["late"] for a in acks)
 
 
 # -- floor servers ----------------------------------------------------------------------------

@@ -19,7 +19,6 @@ Nothing is asserted about speed; correctness (every sample accepted and counted)
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from pyarrow import flight
+from _support import put_pipelined
 
 from conformance.process import ServerProcess, spawn_server
 from hyprstream.backend import DuckDBHotCache, MemoryBackend
@@ -78,6 +77,11 @@ def data(request: pytest.FixtureRequest) -> tuple[int, list[pa.RecordBatch]]:
     return request.param, batches(request.param)
 
 
+def timed_seconds(benchmark: Any) -> list[float] | None:
+    """The seconds of each timed round; None with --benchmark-disable (nothing was timed)."""
+    return list(benchmark.stats.stats.data) if benchmark.stats else None
+
+
 def record(name: str, seconds: list[float], **extra: Any) -> None:
     best = min(seconds)
     _summary["results"][name] = {
@@ -95,6 +99,7 @@ def test_aggregate(benchmark: Any, data: tuple[int, list[pa.RecordBatch]], quant
         (b.column(0), b.column(1).cast(pa.int64()).to_numpy(), b.column(2).to_numpy()) for b in bs
     ]
     stores: list[WindowStore] = []
+    counted: list[int] = []
     sketched = {
         "default": [WindowSize.parse("1h"), WindowSize.parse("1d")],
         "all": list(DEFAULT_SIZES),
@@ -103,14 +108,22 @@ def test_aggregate(benchmark: Any, data: tuple[int, list[pa.RecordBatch]], quant
 
     def run() -> None:
         store, names = WindowStore(quantiles=sketched), MetricDictionary()
+        on_time = 0
         for ids, ts, values in decoded:
             codes, new = names.encode(ids)
             names.commit(new)
-            store.apply(store.plan(codes, ts, values))
+            plan = store.plan(codes, ts, values)
+            store.apply(plan)
+            on_time += plan.on_time
         stores.append(store)
+        counted.append(on_time)
 
     benchmark.pedantic(run, rounds=3, iterations=1)
-    seconds = list(benchmark.stats.stats.data) if benchmark.stats else [1.0]
+    assert counted
+    assert all(n == ROWS for n in counted)  # in time order: every sample merged, none late
+    seconds = timed_seconds(benchmark)
+    if seconds is None:
+        return
     store = stores[-1]
     states = sum(len(b) for _, _, b in store.iter_open())
     sketched_states = sum(len(b) for z, _, b in store.iter_open() if z in sketched)
@@ -166,6 +179,7 @@ def test_window_table_bytes() -> None:
 def test_service(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> None:
     series, bs = data
     services: list[Hyprstream] = []
+    acks: list[tuple[int, int]] = []
 
     def setup() -> tuple[tuple[Hyprstream], dict[str, Any]]:
         for s in services:
@@ -180,10 +194,16 @@ def test_service(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> None
         return (service,), {}
 
     def run(service: Hyprstream) -> None:
+        accepted = late = 0
         for b in bs:
-            service.ingest(b)
+            result = service.ingest(b)
+            accepted += result.accepted
+            late += result.late
+        acks.append((accepted, late))
 
     benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)
+    assert acks
+    assert all(a == (ROWS, 0) for a in acks)  # every sample accepted, none late
     service = services[-1]
     # The hot cache's copy of the window states, after the flush a query triggers.
     service.query("SELECT 1")
@@ -193,33 +213,11 @@ def test_service(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> None
         .column("b")[0]
         .as_py()
     )
-    seconds = list(benchmark.stats.stats.data) if benchmark.stats else [1.0]
-    record(f"service/{series}", seconds, window_rows=windows, duckdb_memory_bytes=memory)
+    seconds = timed_seconds(benchmark)
+    if seconds is not None:
+        record(f"service/{series}", seconds, window_rows=windows, duckdb_memory_bytes=memory)
     for s in services:
         s.close()
-
-
-def _put_all(uri: str, bs: list[pa.RecordBatch]) -> tuple[float, int, int]:
-    """Write every batch on one DoPut while a thread reads the acknowledgements."""
-    client = flight.connect(uri)
-    acks: list[dict[str, int]] = []
-    start = time.perf_counter()
-    writer, reader = client.do_put(flight.FlightDescriptor.for_path("metrics"), SCHEMA)
-
-    def read_acks() -> None:
-        for _ in bs:
-            acks.append(json.loads(reader.read().to_pybytes()))
-
-    thread = threading.Thread(target=read_acks)
-    thread.start()
-    for b in bs:
-        writer.write_batch(b)
-    thread.join()
-    seconds = time.perf_counter() - start
-    writer.done_writing()
-    writer.close()
-    client.close()
-    return seconds, sum(a["accepted"] for a in acks), sum(a["late"] for a in acks)
 
 
 def _rss(proc: ServerProcess) -> tuple[int, int]:
@@ -258,7 +256,7 @@ def test_doput(
 
     def run(proc: ServerProcess) -> None:
         before, _ = _rss(proc)
-        seconds, accepted, late = _put_all(proc.uri, bs)
+        seconds, accepted, late = put_pipelined(proc.uri, bs)
         after, peak = _rss(proc)
         results.append((seconds, accepted, late, before, after, peak))
         proc.kill()

@@ -17,7 +17,6 @@ is asserted; the two systems' answers are checked against each other.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import adbc_driver_postgresql.dbapi as pg
 import numpy as np
 import pyarrow as pa
 import pytest
-from pyarrow import flight
+from _support import HOUR_US, SEED_EXAMPLE_SQL, generate_dataset, put_pipelined
 
 from conformance.process import spawn_server
 from tests.integration.postgres import PostgresServer, postgres  # noqa: F401  (the fixture)
@@ -36,17 +35,9 @@ from tests.integration.postgres import PostgresServer, postgres  # noqa: F401  (
 SCALES = (1_000_000, 10_000_000)
 METRICS = 1_000
 BATCH_ROWS = 65_536
-SPAN_US = 24 * 3_600_000_000
+SPAN_US = 24 * HOUR_US
 RESULTS = Path(__file__).with_name("results") / "postgres_comparison.json"
-SCHEMA = pa.schema(
-    [("metric_id", pa.utf8()), ("timestamp", pa.timestamp("us", tz="UTC")), ("value", pa.float64())]
-)
-SEED = (
-    "SELECT \n    metric_id,\n    COUNT(*) as samples,\n    AVG(value_running_window_avg) as avg_value\n"
-    "FROM metrics\nWHERE timestamp >= NOW() - INTERVAL '1 hour'\nGROUP BY metric_id\n"
-    "ORDER BY avg_value DESC"
-)
-SEED_PG = SEED.replace("timestamp >=", '"timestamp" >=')
+SEED_PG = SEED_EXAMPLE_SQL.replace("timestamp >=", '"timestamp" >=')
 #: The dashboard as hyprstream answers it: from the 5-minute windows it maintains (the server
 #: keeps 25 hours of them for this benchmark; the default is 6 hours).
 DASHBOARD = (
@@ -69,48 +60,6 @@ DASHBOARD_PG = (
 _summary: dict[str, Any] = {"metrics": METRICS, "scales": {}}
 
 
-def batches(rows: int) -> Iterator[pa.RecordBatch]:
-    rng = np.random.default_rng(rows)
-    end = time.time_ns() // 1000
-    ts = np.sort(rng.integers(end - SPAN_US, end, rows, dtype=np.int64))
-    names = pa.array([f"metric_{i:04d}" for i in range(METRICS)])
-    codes = rng.integers(0, METRICS, rows)
-    values = rng.uniform(0, 100, rows)
-    for lo in range(0, rows, BATCH_ROWS):
-        hi = min(rows, lo + BATCH_ROWS)
-        yield pa.record_batch(
-            [
-                names.take(pa.array(codes[lo:hi])),
-                pa.array(ts[lo:hi], SCHEMA.field(1).type),
-                pa.array(values[lo:hi]),
-            ],
-            schema=SCHEMA,
-        )
-
-
-def put_all(uri: str, data: list[pa.RecordBatch]) -> float:
-    client = flight.connect(uri)
-    writer, reader = client.do_put(flight.FlightDescriptor.for_path("metrics"), SCHEMA)
-    acks: list[int] = []
-
-    def read() -> None:
-        for _ in data:
-            acks.append(json.loads(reader.read().to_pybytes())["accepted"])
-
-    start = time.perf_counter()
-    thread = threading.Thread(target=read)
-    thread.start()
-    for b in data:
-        writer.write_batch(b)
-    thread.join()
-    seconds = time.perf_counter() - start
-    writer.done_writing()
-    writer.close()
-    client.close()
-    assert sum(acks) == sum(b.num_rows for b in data)
-    return seconds
-
-
 def timed(cursor: Any, sql: str, rounds: int) -> tuple[list[float], pa.Table]:
     result = None
     for _ in range(max(2, rounds // 10)):  # warm up
@@ -130,13 +79,20 @@ def ms(samples: list[float], q: float) -> float:
     return float(np.percentile(samples, q) * 1e3)
 
 
+def by_bucket(result: pa.Table) -> dict[Any, float]:
+    return dict(zip(result["bucket"].to_pylist(), result["avg_value"].to_pylist(), strict=True))
+
+
 @pytest.mark.parametrize("rows", SCALES, ids=lambda n: f"{n // 1_000_000}M")
 def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows: int) -> None:  # noqa: F811
     database = postgres.new_database()
-    data = list(batches(rows))
+    data = list(
+        generate_dataset(rows=rows, metrics=METRICS, span_us=SPAN_US, seed=rows).batches(BATCH_ROWS)
+    )
     config = tmp_path / "hyprstream.toml"
     config.write_text('[windows]\nretention = { "5m" = "25h" }\n')
-    proc = spawn_server(
+    out: dict[str, Any] = {"rows": rows}
+    with spawn_server(
         args=[
             "--engine",
             "adbc",
@@ -150,10 +106,10 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
             str(config),
         ],
         data_dir=tmp_path / "data",
-    )
-    out: dict[str, Any] = {"rows": rows}
-    try:
-        out["write_through_rows_per_s"] = rows / put_all(proc.uri, data)
+    ) as proc:
+        seconds, accepted, late = put_pipelined(proc.uri, data)
+        assert (accepted, late) == (rows, 0)  # in time order: nothing is late
+        out["write_through_rows_per_s"] = rows / seconds
         # PostgreSQL's own bulk ingest through ADBC, into a table with the same index.
         table = pa.Table.from_batches(data).append_column(
             "value_running_window_sum", pa.nulls(rows, pa.float64())
@@ -178,7 +134,7 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
             p.cursor() as pc,
         ):
             for name, hsql, psql in (
-                ("seed", SEED, SEED_PG),
+                ("seed", SEED_EXAMPLE_SQL, SEED_PG),
                 ("dashboard", DASHBOARD, DASHBOARD_PG),
                 ("dashboard_raw", DASHBOARD_RAW, DASHBOARD_PG),
             ):
@@ -187,16 +143,7 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
                 # Same answers (up to float rounding, and rows crossing NOW() between runs).
                 assert abs(h_result.num_rows - p_result.num_rows) <= 2
                 if name.startswith("dashboard"):
-                    h_avg = dict(
-                        zip(
-                            *(h_result[c].to_pylist() for c in ("bucket", "avg_value")), strict=True
-                        )
-                    )
-                    p_avg = dict(
-                        zip(
-                            *(p_result[c].to_pylist() for c in ("bucket", "avg_value")), strict=True
-                        )
-                    )
+                    h_avg, p_avg = by_bucket(h_result), by_bucket(p_result)
                     # The oldest bucket is cut by "NOW() - 24 hours", a few seconds apart in
                     # the two runs (and the 5-minute window holds its whole bucket): skip it.
                     common = set(h_avg) & set(p_avg)
@@ -217,8 +164,6 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
                 out[name]["speedup_p50"] = (
                     out[name]["postgres_p50_ms"] / out[name]["hyprstream_p50_ms"]
                 )
-    finally:
-        proc.kill()
     out["write_through_vs_postgres_bulk"] = (
         out["write_through_rows_per_s"] / out["postgres_bulk_rows_per_s"]
     )

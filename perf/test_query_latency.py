@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 from _support import (
     HOUR_US,
+    SEED_EXAMPLE_SQL,
     TIMESTAMP_TYPE,
     VALUE_HIGH,
     VALUE_LOW,
@@ -43,17 +44,6 @@ from pyarrow import flight
 ROUNDS = 1000
 WARMUP_ROUNDS = 100
 
-#: The seed example, verbatim (including the space after SELECT).
-SEED_EXAMPLE_SQL = (
-    "SELECT \n"
-    "    metric_id,\n"
-    "    COUNT(*) as samples,\n"
-    "    AVG(value_running_window_avg) as avg_value\n"
-    "FROM metrics\n"
-    "WHERE timestamp >= NOW() - INTERVAL '1 hour'\n"
-    "GROUP BY metric_id\n"
-    "ORDER BY avg_value DESC"
-)
 POINT_METRIC = "metric_0042"
 _POINT_SQL = (
     "SELECT timestamp, value, value_running_window_avg FROM metrics "

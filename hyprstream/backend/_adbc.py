@@ -30,7 +30,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from hyprstream._secrets import redact_text, redact_uri
+from hyprstream._secrets import REDACTED, redact_text, redact_uri
 from hyprstream.backend._port import (
     BATCH_SCHEMA,
     BATCHES_TABLE,
@@ -66,7 +66,6 @@ class DriverSpec:
     module: str | None  # a Python package with connect() -> AdbcDatabase, or None with driver_path
     dialect: str  # sqlglot dialect name
     driver_path: str | None = None
-    entrypoint: str | None = None
     index: bool = True  # create the (metric_id, timestamp) index
 
     @property
@@ -135,18 +134,24 @@ class ConnectionSettings:
     display: str
     spec: DriverSpec
     db_kwargs: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: Values redacted from driver errors (BE-5): the configured password.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     pool_min: int = POOL_MIN
     pool_max: int = POOL_MAX
     connect_timeout_s: float = CONNECT_TIMEOUT_S
     write_timeout_s: float = WRITE_TIMEOUT_S
 
 
-def _number(name: str, text: str, kind: Callable[[str], Any]) -> Any:
+def _number(own: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any]) -> Any:
+    """Option ``name`` from ``own`` as a ``kind``, else ``default``; positive (pool_min: >= 0)."""
+    if name not in own:
+        return default
+    text = own[name]
     try:
         value = kind(text)
     except ValueError:
         raise ConfigError(f"backend option {name} must be a number, got {text!r}") from None
-    if value <= 0 if name != "pool_min" else value < 0:
+    if value < 0 or (value == 0 and name != "pool_min"):
         raise ConfigError(f"backend option {name} must be positive, got {text!r}")
     return value
 
@@ -175,11 +180,8 @@ def connection_settings(
     kept = urllib.parse.urlencode([(k, v) for k, v in query if k not in _OWN_OPTIONS])
     netloc = parts.netloc
     if username is not None or password is not None:
-        host = netloc.rsplit("@", 1)[-1]
-        old_user = (
-            urllib.parse.unquote(netloc.rsplit("@", 1)[0].split(":", 1)[0]) if "@" in netloc else ""
-        )
-        user = username if username is not None else old_user
+        host = netloc.rpartition("@")[2]
+        user = username if username is not None else urllib.parse.unquote(parts.username or "")
         userinfo = urllib.parse.quote(user, safe="")
         if password is not None:
             userinfo += ":" + urllib.parse.quote(password, safe="")
@@ -191,8 +193,8 @@ def connection_settings(
             opts.setdefault("username", username)
         if password is not None:
             opts.setdefault("password", password)
-    pool_min = _number("pool_min", own.get("pool_min", str(POOL_MIN)), int)
-    pool_max = _number("pool_max", own.get("pool_max", str(POOL_MAX)), int)
+    pool_min = _number(own, "pool_min", POOL_MIN, int)
+    pool_max = _number(own, "pool_max", POOL_MAX, int)
     if pool_min > pool_max:
         raise ConfigError(f"backend option pool_min ({pool_min}) exceeds pool_max ({pool_max})")
     return ConnectionSettings(
@@ -200,14 +202,11 @@ def connection_settings(
         display=display or f"{spec.name} at {redact_uri(clean)}",
         spec=spec,
         db_kwargs=opts,
+        secrets=(password,) if password else (),
         pool_min=pool_min,
         pool_max=pool_max,
-        connect_timeout_s=_number(
-            "connect_timeout", own.get("connect_timeout", str(CONNECT_TIMEOUT_S)), float
-        ),
-        write_timeout_s=_number(
-            "write_timeout", own.get("write_timeout", str(WRITE_TIMEOUT_S)), float
-        ),
+        connect_timeout_s=_number(own, "connect_timeout", CONNECT_TIMEOUT_S, float),
+        write_timeout_s=_number(own, "write_timeout", WRITE_TIMEOUT_S, float),
     )
 
 
@@ -215,8 +214,6 @@ def _open_database(settings: ConnectionSettings) -> adbc_driver_manager.AdbcData
     spec = settings.spec
     kwargs = dict(settings.db_kwargs)
     if spec.driver_path is not None:
-        if spec.entrypoint:
-            kwargs["entrypoint"] = spec.entrypoint
         return adbc_driver_manager.AdbcDatabase(driver=spec.driver_path, uri=settings.uri, **kwargs)
     try:
         module = importlib.import_module(str(spec.module))
@@ -240,17 +237,12 @@ def _clean(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     """A driver error as one line, with URI passwords and known secrets redacted."""
     text = " ".join(str(exc).split())
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+        text = text.replace(secret, REDACTED)
     return redact_text(text)[:500]
 
 
 def _within(
-    call: Callable[[], Any],
-    settings: ConnectionSettings,
-    secrets: Sequence[str],
-    *,
-    close: Callable[[Any], None],
+    call: Callable[[], Any], settings: ConnectionSettings, *, close: Callable[[Any], None]
 ) -> Any:
     """``call()`` (which connects) within connect_timeout, on a helper thread that the caller
     abandons when it takes longer; whatever it returns late is closed."""
@@ -285,7 +277,7 @@ def _within(
         if isinstance(error, ConfigError | Unavailable):
             raise error
         raise Unavailable(
-            f"cannot connect to the backend ({settings.display}): {_clean(error, secrets)}"
+            f"cannot connect to the backend ({settings.display}): {_clean(error, settings.secrets)}"
         ) from None
     return box["value"]
 
@@ -293,16 +285,13 @@ def _within(
 class _Pool:
     """A bounded pool of ADBC connections to one database, opened with a timeout."""
 
-    def __init__(self, settings: ConnectionSettings, secrets: Sequence[str]) -> None:
+    def __init__(self, settings: ConnectionSettings) -> None:
         self._settings = settings
-        self._secrets = secrets
         self._cond = threading.Condition()
         self._idle: list[adbc_dbapi.Connection] = []
         self._size = 0
         self._closed = False
-        database = _within(
-            lambda: _open_database(settings), settings, secrets, close=lambda d: d.close()
-        )
+        database = _within(lambda: _open_database(settings), settings, close=lambda d: d.close())
         self._db = adbc_dbapi._SharedDatabase(database)
 
     def _open(self) -> adbc_dbapi.Connection:
@@ -312,9 +301,7 @@ class _Pool:
             handle = adbc_driver_manager.AdbcConnection(self._db._db)
             return adbc_dbapi.Connection(self._db.clone(), handle, autocommit=False)
 
-        conn: adbc_dbapi.Connection = _within(
-            connect, self._settings, self._secrets, close=lambda c: c.close()
-        )
+        conn: adbc_dbapi.Connection = _within(connect, self._settings, close=lambda c: c.close())
         return conn
 
     def warm(self) -> None:
@@ -364,24 +351,20 @@ class _Pool:
             raise
 
     def _release(self, conn: adbc_dbapi.Connection, broken: bool) -> None:
+        with self._cond:
+            if not (broken or self._closed):
+                self._idle.append(conn)
+                self._cond.notify()
+                return
+        # Discarded: closed before its place is given up, so pool_max bounds open connections.
         if broken:
             with contextlib.suppress(Exception):
                 conn.rollback()
-            with contextlib.suppress(Exception):
-                conn.close()
+        with contextlib.suppress(Exception):
+            conn.close()
         with self._cond:
-            if broken or self._closed:
-                self._size -= 1
-                if not broken:
-                    with contextlib.suppress(Exception):
-                        conn.close()
-            else:
-                self._idle.append(conn)
+            self._size -= 1
             self._cond.notify()
-
-    @property
-    def size(self) -> int:
-        return self._size
 
     def close(self) -> None:
         with self._cond:
@@ -403,29 +386,61 @@ def _timestamp(us: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
 
 
+class _Watchdog:
+    """One thread that calls ``expire`` for blocks that overrun their deadline: what a
+    ``threading.Timer`` per write did, without starting a thread for every batch."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._closed = False
+        threading.Thread(target=self._run, name="hyprstream-backend-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float, expire: Callable[[], None]) -> Iterator[None]:
+        key = object()
+        with self._cond:
+            self._due[key] = (time.monotonic() + seconds, expire)
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._due.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                expired = [key for key, (at, _) in self._due.items() if at <= now]
+                if not expired:
+                    nearest = min((at for at, _ in self._due.values()), default=None)
+                    self._cond.wait(None if nearest is None else nearest - now)
+                    continue
+                callbacks = [self._due.pop(key)[1] for key in expired]
+            for expire in callbacks:
+                with contextlib.suppress(Exception):
+                    expire()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+
 class AdbcBackend:
     """Writes each batch with ``adbc_ingest`` in one transaction on a pooled connection."""
 
-    def __init__(
-        self,
-        settings: ConnectionSettings,
-        *,
-        window_schema: pa.Schema,
-        secrets: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, settings: ConnectionSettings, *, window_schema: pa.Schema) -> None:
         self._settings = settings
         self._spec = settings.spec
-        self._secrets = tuple(s for s in secrets if s)
         self._window_schema = window_schema
+        #: The bind parameter in the driver's syntax (libpq numbers them).
+        self._param = "$1" if self._spec.dialect == "postgres" else "?"
         self._schema_lock = threading.Lock()
-        try:
-            self._pool = _Pool(settings, self._secrets)
-        except (ConfigError, Unavailable):
-            raise
-        except Exception as exc:
-            raise Unavailable(
-                f"cannot connect to the backend ({settings.display}): {_clean(exc, self._secrets)}"
-            ) from None
+        self._pool = _Pool(settings)
         try:
             self._pool.warm()
             self._schema = self._ensure_tables()
@@ -434,6 +449,7 @@ class AdbcBackend:
         except BaseException:
             self._pool.close()
             raise
+        self._watchdog = _Watchdog()
 
     def _confine_duckdb(self) -> None:
         """Client statements reach an embedded DuckDB backend (client tables): give it the
@@ -457,19 +473,33 @@ class AdbcBackend:
     def dialect(self) -> str:
         return self._spec.dialect
 
-    @property
-    def settings(self) -> ConnectionSettings:
-        return self._settings
-
     @contextlib.contextmanager
-    def _translate(self, what: str) -> Iterator[None]:
+    def _translate(
+        self,
+        what: str,
+        *,
+        refused: str | None = None,
+        refusals: tuple[type[Exception], ...] = (
+            adbc_dbapi.ProgrammingError,
+            adbc_dbapi.IntegrityError,
+        ),
+        refused_words: tuple[str, ...] = (),
+    ) -> Iterator[None]:
+        """Driver errors as ``Unavailable`` ("could not <what>"). Given ``refused``, errors
+        that are the statement's fault (one of ``refusals``, or a message with one of
+        ``refused_words``) as ``InvalidQuery`` ("refused the <refused>")."""
         try:
             yield
         except (Unavailable, ConfigError, DuplicateBatch, InvalidQuery):
             raise
         except Exception as exc:
+            text = _clean(exc, self._settings.secrets)
+            if refused is not None and (
+                isinstance(exc, refusals) or any(w in text.lower() for w in refused_words)
+            ):
+                raise InvalidQuery(f"the backend refused the {refused}: {text}") from None
             raise Unavailable(
-                f"backend ({self._settings.display}) could not {what}: {_clean(exc, self._secrets)}"
+                f"backend ({self._settings.display}) could not {what}: {text}"
             ) from None
 
     def _table_schema(self, conn: adbc_dbapi.Connection, table: str) -> pa.Schema | None:
@@ -480,39 +510,41 @@ class AdbcBackend:
             return None
         return schema
 
+    def _metrics_schema(self, conn: adbc_dbapi.Connection) -> pa.Schema:
+        schema = self._table_schema(conn, METRICS_TABLE)
+        conn.commit()
+        if schema is None:
+            raise Unavailable(f"backend ({self._settings.display}) lost its metrics table")
+        return schema
+
     def _ensure_tables(self) -> pa.Schema:
+        metrics_index = (
+            f"CREATE INDEX IF NOT EXISTS {_quote(METRICS_TABLE + '_metric_ts')} "
+            f"ON {_quote(METRICS_TABLE)} ({METRIC_ID}, {_quote(TIMESTAMP)})"
+        )
+        batches_index = (
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {_quote(BATCHES_TABLE + '_id')} "
+            f"ON {_quote(BATCHES_TABLE)} (batch_id)"
+        )
+        tables = (
+            (METRICS_TABLE, metrics_schema(), metrics_index if self._spec.index else None),
+            (BATCHES_TABLE, BATCH_SCHEMA, batches_index),
+            (WINDOWS_TABLE, self._window_schema, None),
+        )
         # Each table in its own transaction: a failed existence check rolls back.
         with (
             self._schema_lock,
             self._translate("prepare its tables"),
             self._pool.connection() as conn,
         ):
-            if self._table_schema(conn, METRICS_TABLE) is None:
-                with conn.cursor() as cur:
-                    cur.adbc_ingest(METRICS_TABLE, metrics_schema().empty_table(), mode="create")
-                    if self._spec.index:
-                        cur.execute(
-                            f"CREATE INDEX IF NOT EXISTS {_quote(METRICS_TABLE + '_metric_ts')} "
-                            f"ON {_quote(METRICS_TABLE)} ({METRIC_ID}, {_quote(TIMESTAMP)})"
-                        )
-                conn.commit()
-            if self._table_schema(conn, BATCHES_TABLE) is None:
-                with conn.cursor() as cur:
-                    cur.adbc_ingest(BATCHES_TABLE, BATCH_SCHEMA.empty_table(), mode="create")
-                    cur.execute(
-                        f"CREATE UNIQUE INDEX IF NOT EXISTS {_quote(BATCHES_TABLE + '_id')} "
-                        f"ON {_quote(BATCHES_TABLE)} (batch_id)"
-                    )
-                conn.commit()
-            if self._table_schema(conn, WINDOWS_TABLE) is None:
-                with conn.cursor() as cur:
-                    cur.adbc_ingest(WINDOWS_TABLE, self._window_schema.empty_table(), mode="create")
-                conn.commit()
-            schema = self._table_schema(conn, METRICS_TABLE)
-            conn.commit()
-            if schema is None:
-                raise Unavailable(f"backend ({self._settings.display}) lost its metrics table")
-            return schema
+            for table, schema, index in tables:
+                if self._table_schema(conn, table) is None:
+                    with conn.cursor() as cur:
+                        cur.adbc_ingest(table, schema.empty_table(), mode="create")
+                        if index is not None:
+                            cur.execute(index)
+                    conn.commit()
+            return self._metrics_schema(conn)
 
     def label_fields(self) -> list[pa.Field]:
         core = set(metrics_schema().names)
@@ -532,14 +564,11 @@ class AdbcBackend:
                     column = f"{_quote(f.name)} {sql_type}"
                     cur.execute(f"ALTER TABLE {_quote(METRICS_TABLE)} ADD COLUMN {column}")
             conn.commit()
-            schema = self._table_schema(conn, METRICS_TABLE)
-            conn.commit()
-            if schema is None:
-                raise Unavailable(f"backend ({self._settings.display}) lost its metrics table")
-            self._schema = schema
+            self._schema = self._metrics_schema(conn)
 
     def write(self, batch: StoredBatch) -> None:
-        """Commit the batch, its closed windows and its id in one transaction (BE-1, BE-6)."""
+        """Commit the batch, its closed windows and its id in one transaction (BE-1, BE-6);
+        past write_timeout the statement is cancelled (BE-9)."""
         timeout = self._settings.write_timeout_s
         fired = threading.Event()
         try:
@@ -549,14 +578,9 @@ class AdbcBackend:
                     fired.set()
                     _cancel(cur)
 
-                timer = threading.Timer(timeout, expire)
-                timer.daemon = True
-                timer.start()
-                try:
+                with self._watchdog.deadline(timeout, expire):
                     self._write(cur, batch)
                     conn.commit()
-                finally:
-                    timer.cancel()
         except Unavailable:
             raise
         except Exception as exc:
@@ -569,7 +593,7 @@ class AdbcBackend:
             reason = (
                 f"timed out after {timeout:g} s (write_timeout)"
                 if fired.is_set()
-                else _clean(exc, self._secrets)
+                else _clean(exc, self._settings.secrets)
             )
             raise Unavailable(
                 f"backend ({self._settings.display}) did not commit the batch, so it was not "
@@ -594,10 +618,6 @@ class AdbcBackend:
             )
             cur.adbc_ingest(BATCHES_TABLE, marker, mode="append")
 
-    def _p(self, n: int) -> str:
-        """The n-th bind parameter in the driver's syntax (libpq numbers them)."""
-        return f"${n}" if self._spec.dialect == "postgres" else "?"
-
     def _select(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         with self._pool.connection() as conn, conn.cursor() as cur:
             cur.execute(sql, params)
@@ -605,59 +625,56 @@ class AdbcBackend:
             conn.commit()
             return table
 
+    def _select_since(self, sql: str, condition: str, since_us: int | None) -> pa.Table:
+        """``sql``, with ``WHERE <condition> <the instant since_us>`` unless that is None."""
+        if since_us is None:
+            return self._select(sql)
+        return self._select(f"{sql} WHERE {condition} {self._param}", [_timestamp(since_us)])
+
+    def _select_instant(self, sql: str) -> int | None:
+        """The timestamp that ``sql`` selects, in microseconds (None for NULL)."""
+        column = self._select(sql).column(0)
+        value = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())[0].as_py()
+        return None if value is None else int(value)
+
     def scan(self, since_us: int | None) -> Iterator[pa.RecordBatch]:
-        sql = f"SELECT * FROM {_quote(METRICS_TABLE)}"
         with self._translate("read stored samples"):
-            if since_us is None:
-                table = self._select(sql)
-            else:
-                table = self._select(
-                    sql + f" WHERE {_quote(TIMESTAMP)} >= {self._p(1)}", [_timestamp(since_us)]
-                )
+            table = self._select_since(
+                f"SELECT * FROM {_quote(METRICS_TABLE)}", f"{_quote(TIMESTAMP)} >=", since_us
+            )
         yield from table.to_batches()
 
     def scan_windows(self, since_end_us: int | None) -> Iterator[pa.RecordBatch]:
-        sql = f"SELECT * FROM {_quote(WINDOWS_TABLE)}"
         with self._translate("read stored windows"):
-            if since_end_us is None:
-                table = self._select(sql)
-            else:
-                table = self._select(
-                    sql + f" WHERE window_end > {self._p(1)}", [_timestamp(since_end_us)]
-                )
+            table = self._select_since(
+                f"SELECT * FROM {_quote(WINDOWS_TABLE)}", "window_end >", since_end_us
+            )
         yield from table.to_batches()
 
     def stream_time(self) -> int | None:
         with self._translate("read stream time"):
-            table = self._select(
+            return self._select_instant(
                 f"SELECT max({_quote(TIMESTAMP)}) AS t FROM {_quote(METRICS_TABLE)} "
                 f"WHERE {RUNNING_COUNT} IS NOT NULL"
             )
-        column = table.column(0).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-        value = column[0].as_py()
-        return None if value is None else int(value)
 
     def oldest_sample(self) -> int | None:
         with self._translate("read its oldest sample"):
-            table = self._select(
+            return self._select_instant(
                 f"SELECT min({_quote(TIMESTAMP)}) AS t FROM {_quote(METRICS_TABLE)}"
             )
-        value = table.column(0).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())[0].as_py()
-        return None if value is None else int(value)
 
     @property
     def queryable(self) -> bool:
         return True
 
     def batch_acks(self, since_us: int | None) -> dict[str, BatchAck]:
-        sql = f"SELECT batch_id, accepted, late FROM {_quote(BATCHES_TABLE)}"
         with self._translate("read batch ids"):
-            if since_us is None:
-                table = self._select(sql)
-            else:
-                table = self._select(
-                    sql + f" WHERE committed_at >= {self._p(1)}", [_timestamp(since_us)]
-                )
+            table = self._select_since(
+                f"SELECT batch_id, accepted, late FROM {_quote(BATCHES_TABLE)}",
+                "committed_at >=",
+                since_us,
+            )
         return {
             r["batch_id"]: BatchAck(int(r["accepted"]), int(r["late"])) for r in table.to_pylist()
         }
@@ -665,7 +682,8 @@ class AdbcBackend:
     def batch_ack(self, batch_id: str) -> BatchAck | None:
         with self._translate("read a batch id"):
             table = self._select(
-                f"SELECT accepted, late FROM {_quote(BATCHES_TABLE)} WHERE batch_id = {self._p(1)}",
+                f"SELECT accepted, late FROM {_quote(BATCHES_TABLE)} "
+                f"WHERE batch_id = {self._param}",
                 [batch_id],
             )
         rows = table.to_pylist()
@@ -685,71 +703,44 @@ class AdbcBackend:
         return names - {BATCHES_TABLE, WINDOWS_TABLE}
 
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
-        try:
+        with self._translate(
+            "run the query", refused="query", refusals=(adbc_dbapi.ProgrammingError,)
+        ):
             return self._select(sql, params)
-        except Unavailable:
-            raise
-        except adbc_dbapi.ProgrammingError as exc:
-            raise InvalidQuery(
-                f"the backend refused the query: {_clean(exc, self._secrets)}"
-            ) from None
-        except Exception as exc:
-            raise Unavailable(
-                f"backend ({self._settings.display}) could not run the query: "
-                f"{_clean(exc, self._secrets)}"
-            ) from None
 
     def execute(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int:
         """Run an update or DDL statement in its own transaction; rows affected or -1."""
-        try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                if isinstance(params, pa.RecordBatch) and params.num_rows > 1:
-                    # One execution per row, in one transaction (not every driver binds
-                    # several rows at once).
-                    count = 0
-                    for i in range(params.num_rows):
-                        cur.execute(sql, params.slice(i, 1))
-                        count += max(cur.rowcount or 0, 0)
-                else:
-                    cur.execute(sql, params)
-                    count = cur.rowcount
-                conn.commit()
-        except Unavailable:
-            raise
-        except adbc_dbapi.ProgrammingError as exc:
-            raise InvalidQuery(
-                f"the backend refused the statement: {_clean(exc, self._secrets)}"
-            ) from None
-        except adbc_dbapi.IntegrityError as exc:
-            raise InvalidQuery(
-                f"the backend refused the statement: {_clean(exc, self._secrets)}"
-            ) from None
-        except Exception as exc:
-            raise Unavailable(
-                f"backend ({self._settings.display}) could not run the statement: "
-                f"{_clean(exc, self._secrets)}"
-            ) from None
+        with (
+            self._translate("run the statement", refused="statement"),
+            self._pool.connection() as conn,
+            conn.cursor() as cur,
+        ):
+            if isinstance(params, pa.RecordBatch) and params.num_rows > 1:
+                # One execution per row, in one transaction (not every driver binds
+                # several rows at once).
+                count = 0
+                for i in range(params.num_rows):
+                    cur.execute(sql, params.slice(i, 1))
+                    count += max(cur.rowcount or 0, 0)
+            else:
+                cur.execute(sql, params)
+                count = cur.rowcount
+            conn.commit()
         return int(count) if count is not None else -1
 
     def ingest(self, table: str, data: pa.Table, mode: str) -> int:
         """``adbc_ingest`` into a client table in one transaction; returns the rows written."""
-        try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                cur.adbc_ingest(table, data, mode=mode)  # type: ignore[arg-type]
-                conn.commit()
-        except Unavailable:
-            raise
-        except (adbc_dbapi.ProgrammingError, adbc_dbapi.IntegrityError) as exc:
-            raise InvalidQuery(
-                f"the backend refused the ingest: {_clean(exc, self._secrets)}"
-            ) from None
-        except Exception as exc:
-            text = _clean(exc, self._secrets)
-            if "already exists" in text.lower() or "does not exist" in text.lower():
-                raise InvalidQuery(f"the backend refused the ingest: {text}") from None
-            raise Unavailable(
-                f"backend ({self._settings.display}) could not ingest into {table!r}: {text}"
-            ) from None
+        with (
+            self._translate(
+                f"ingest into {table!r}",
+                refused="ingest",
+                refused_words=("already exists", "does not exist"),
+            ),
+            self._pool.connection() as conn,
+            conn.cursor() as cur,
+        ):
+            cur.adbc_ingest(table, data, mode=mode)  # type: ignore[arg-type]
+            conn.commit()
         return int(data.num_rows)
 
     def table_schema(self, table: str) -> pa.Schema | None:
@@ -758,11 +749,8 @@ class AdbcBackend:
             conn.commit()
             return schema
 
-    @property
-    def pool_size(self) -> int:
-        return self._pool.size
-
     def close(self) -> None:
+        self._watchdog.close()
         self._pool.close()
 
 

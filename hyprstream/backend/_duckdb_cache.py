@@ -14,6 +14,7 @@ type before they run (see :meth:`DuckDBHotCache.check_readonly`), using DuckDB's
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import re
@@ -177,7 +178,6 @@ class DuckDBHotCache:
         self._rewrite_state = threading.Lock()  # guards _rewriting and the cancel call
         self._rewrite_blocked_below = 0  # after a failed rewrite: wait for more changes
         self._results_lock = threading.Lock()
-        self._labels: dict[str, pa.DataType] = {}
         self._query_timeout_s = query_timeout_s
         self._recent_rows = 0  # closed windows appended since the last compaction
         self._open_deleted = 0  # open-window rows deleted since the last compaction
@@ -243,10 +243,6 @@ class DuckDBHotCache:
                 )
         self._writer.commit()
 
-    @property
-    def labels(self) -> dict[str, pa.DataType]:
-        return dict(self._labels)
-
     def add_labels(self, fields: Sequence[pa.Field]) -> None:
         self.interrupt_rewrite()
         with self._samples_lock, self._writer.cursor() as w:
@@ -254,8 +250,6 @@ class DuckDBHotCache:
                 column = f"{_q(field.name)} {duckdb_type(field.type)}"
                 w.execute(f"ALTER TABLE {METRICS_TABLE} ADD COLUMN {column}")
             self._writer.commit()
-        for field in fields:
-            self._labels[field.name] = field.type
 
     # -- writes (serialised by the caller) -------------------------------------------------
 
@@ -469,19 +463,12 @@ class DuckDBHotCache:
     def classify(self, sql: str) -> tuple[str, int]:
         """``("query" | "update", parameter count)`` for one statement; anything else is
         refused (FSQL-20): files, extensions, attaching, settings, exports, ... ."""
-        try:
-            statements = _parse(sql)
-        except duckdb.Error as exc:
-            raise InvalidQuery(f"cannot parse the statement: {_message(str(exc))}") from None
-        if len(statements) != 1:
-            raise InvalidQuery(f"send exactly one SQL statement at a time, got {len(statements)}")
-        statement = statements[0]
-        count = len(statement.named_parameters)
+        statement = _one_statement(sql, "statement", "at a time")
         if statement.type in _READ_ONLY_TYPES:
-            return "query", count
-        if statement.type in _UPDATE_TYPES:
-            return str(statement.type).rsplit(".", 1)[-1], count
+            return "query", statement.parameters
         kind = str(statement.type).rsplit(".", 1)[-1]
+        if statement.type in _UPDATE_TYPES:
+            return kind, statement.parameters
         raise PermissionDenied(
             f"{kind} statements are not allowed: hyprstream runs queries, and INSERT, UPDATE, "
             "DELETE, CREATE, DROP and ALTER on client tables"
@@ -513,20 +500,14 @@ class DuckDBHotCache:
 
     def check_readonly(self, sql: str) -> int:
         """Refuse anything but one read-only statement; returns its parameter count."""
-        try:
-            statements = _parse(sql)
-        except duckdb.Error as exc:
-            raise InvalidQuery(f"cannot parse the query: {_message(str(exc))}") from None
-        if len(statements) != 1:
-            raise InvalidQuery(f"send exactly one SQL statement per query, got {len(statements)}")
-        statement = statements[0]
+        statement = _one_statement(sql, "query", "per query")
         if statement.type not in _READ_ONLY_TYPES:
             kind = str(statement.type).rsplit(".", 1)[-1]
             raise PermissionDenied(
                 f"{kind} statements are not allowed on the hot cache: hyprstream accepts "
                 "read-only queries (SELECT, EXPLAIN) here; ingest goes through DoPut"
             )
-        return len(statement.named_parameters)
+        return statement.parameters
 
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
         """Run one read-only query and return its result as an Arrow table."""
@@ -571,13 +552,6 @@ class DuckDBHotCache:
                 raise _translate(exc) from None
         return QueryShape(schema=schema, parameter_count=parameter_count)
 
-    def interrupt_all(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(adbc_dbapi.Error):
-                conn.adbc_connection.cancel()
-
     def close(self) -> None:
         with self._connections_lock:
             connections, self._connections = self._connections, []
@@ -592,12 +566,40 @@ _parser: list[duckdb.DuckDBPyConnection] = []  # one shared, created on first us
 _parser_lock = threading.Lock()
 
 
-def _parse(sql: str) -> list[Any]:
-    """DuckDB's own parse of ``sql``, in a separate empty database that never runs anything."""
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """What DuckDB's parser says of a statement text: how many statements it holds, and the
+    kind and parameter count of the first."""
+
+    statements: int
+    type: Any  # duckdb.StatementType, or None for an empty text
+    parameters: int
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(sql: str) -> _Parsed:
+    """DuckDB's own parse of ``sql``, in a separate empty database that never runs anything;
+    cached by text, since every query is checked more than once and clients repeat them."""
     with _parser_lock:
         if not _parser:
             _parser.append(duckdb.connect(":memory:", config={"enable_external_access": False}))
-        return list(_parser[0].extract_statements(sql))
+        statements = _parser[0].extract_statements(sql)
+    first = statements[0] if statements else None
+    return _Parsed(
+        statements=len(statements),
+        type=first.type if first is not None else None,
+        parameters=len(first.named_parameters) if first is not None else 0,
+    )
+
+
+def _one_statement(sql: str, what: str, per: str) -> _Parsed:
+    try:
+        parsed = _parse(sql)
+    except duckdb.Error as exc:
+        raise InvalidQuery(f"cannot parse the {what}: {_message(str(exc))}") from None
+    if parsed.statements != 1:
+        raise InvalidQuery(f"send exactly one SQL statement {per}, got {parsed.statements}")
+    return parsed
 
 
 def _release(cursor: adbc_dbapi.Cursor) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hyprstream.backend._port import BatchAck, DuplicateBatch, StoredBatch
+from hyprstream.backend._port import METRICS_TABLE, BatchAck, DuplicateBatch, StoredBatch
 from hyprstream.errors import Unavailable, Unsupported
 from hyprstream.model import RUNNING_COUNT, TIMESTAMP, metrics_schema
 
@@ -105,7 +105,7 @@ class MemoryBackend:
         }
 
     def tables(self) -> set[str]:
-        return {"metrics"}
+        return {METRICS_TABLE}
 
     def query(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> pa.Table:
         raise Unsupported("the in-memory backend answers no queries")
@@ -120,7 +120,7 @@ class MemoryBackend:
         return self.execute("")
 
     def table_schema(self, table: str) -> pa.Schema | None:
-        return self._schema if table == "metrics" else None
+        return self._schema if table == METRICS_TABLE else None
 
     @property
     def row_count(self) -> int:

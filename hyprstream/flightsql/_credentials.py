@@ -54,6 +54,13 @@ class Principal:
 
 ANONYMOUS = Principal("anonymous", WRITE)
 
+_SCRYPT = "scrypt:"
+
+
+def _scrypt(password: str, salt: bytes) -> bytes:
+    # The one set of parameters: stored hashes verify only with the ones they were made with.
+    return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+
 
 @dataclass(frozen=True, slots=True)
 class _User:
@@ -61,34 +68,37 @@ class _User:
     password: str = field(repr=False)
 
     def check(self, password: str) -> bool:
-        if self.password.startswith("scrypt:"):
+        if self.password.startswith(_SCRYPT):
             _, salt, digest = self.password.split(":", 2)
-            got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=2**14, r=8, p=1)
-            return hmac.compare_digest(got.hex(), digest)
+            return hmac.compare_digest(_scrypt(password, bytes.fromhex(salt)).hex(), digest)
         return hmac.compare_digest(password.encode(), self.password.encode())
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
     """The ``scrypt:<salt>:<hash>`` form of ``password`` for a user file."""
     salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt:{salt.hex()}:{digest.hex()}"
+    return f"{_SCRYPT}{salt.hex()}:{_scrypt(password, salt).hex()}"
+
+
+def _entries(lines: Iterable[str]) -> Iterable[tuple[int, str]]:
+    """``(entry number, stripped line)``, skipping blank lines and ``#`` comments."""
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield number, line
 
 
 def parse_users(entries: Iterable[str], *, source: str) -> dict[str, _User]:
     """``name:password[:role]`` entries (blank lines and ``#`` comments are skipped)."""
     users: dict[str, _User] = {}
-    for number, raw in enumerate(entries, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in _entries(entries):
         name, sep, rest = line.partition(":")
         if not sep or not name:
             raise ConfigError(f"{source}, entry {number}: expected name:password[:role]")
         # A clear-text password cannot contain ':' (a mistyped role must never silently
         # become part of the password); a hashed one has exactly the scrypt form's colons.
         parts = rest.split(":")
-        fields = 3 if rest.startswith("scrypt:") else 1
+        fields = 3 if rest.startswith(_SCRYPT) else 1
         if len(parts) > fields + 1:
             raise ConfigError(
                 f"{source}, entry {number}: expected name:password[:role] with role read or "
@@ -138,10 +148,7 @@ class Credentials:
     @classmethod
     def parse(cls, users: Iterable[str], *, source: str, tokens: Iterable[str] = ()) -> Credentials:
         static: dict[str, Principal] = {}
-        for number, raw in enumerate(tokens, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
+        for number, line in _entries(tokens):
             token, _, rest = line.partition(":")
             name, _, role = rest.partition(":")
             role = role or READ
@@ -176,7 +183,7 @@ class TokenBook:
     _tokens: dict[str, tuple[Principal, int]] = field(default_factory=dict)
 
     def issue(self, principal: Principal, now_ns: int) -> str:
-        self._expire(now_ns, room=1)
+        self._make_room(now_ns)
         token = secrets.token_urlsafe(32)
         self._tokens[token] = (principal, now_ns + self.ttl_ns)
         return token
@@ -190,10 +197,11 @@ class TokenBook:
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def _expire(self, now_ns: int, room: int) -> None:
+    def _make_room(self, now_ns: int) -> None:
+        """Forget expired tokens, and the oldest live ones while the book is full."""
         # Tokens are kept in issue order and all live equally long: the oldest expire first.
         while self._tokens:
             oldest, (_, until) = next(iter(self._tokens.items()))
-            if until > now_ns and len(self._tokens) + room <= self.max_tokens:
+            if until > now_ns and len(self._tokens) < self.max_tokens:
                 return
             del self._tokens[oldest]

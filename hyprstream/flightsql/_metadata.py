@@ -382,7 +382,7 @@ class Catalog:
         contribute none)."""
         pairs = {(t.catalog, t.db_schema) for t in self.tables if t.db_schema is not None}
         pairs.update((s.catalog, s.name) for s in self.db_schemas)
-        return sorted(((c, s) for c, s in pairs if s is not None), key=_schema_sort_key)
+        return sorted(pairs, key=_schema_sort_key)
 
     def table_type_names(self) -> list[str]:
         """Every table type, sorted."""
@@ -543,21 +543,13 @@ def _matching_tables(catalog: Catalog, cmd: pb.CommandGetTables) -> Iterable[Tab
 
 def get_tables(catalog: Catalog, cmd: pb.CommandGetTables) -> pa.Table:
     """CommandGetTables: matching tables, with their serialized schemas on ``include_schema``."""
-    tables = sorted(_matching_tables(catalog, cmd), key=_table_sort_key)
-    if cmd.include_schema:
-        rows: list[tuple[Any, ...]] = [
-            (
-                t.catalog,
-                t.db_schema,
-                t.name,
-                t.table_type,
-                table_arrow_schema(t).serialize().to_pybytes(),
-            )
-            for t in tables
-        ]
-        return _build(TABLES_WITH_SCHEMA_SCHEMA, rows)
-    rows = [(t.catalog, t.db_schema, t.name, t.table_type) for t in tables]
-    return _build(TABLES_SCHEMA, rows)
+    rows: list[tuple[Any, ...]] = []
+    for t in sorted(_matching_tables(catalog, cmd), key=_table_sort_key):
+        row: tuple[Any, ...] = (t.catalog, t.db_schema, t.name, t.table_type)
+        if cmd.include_schema:
+            row += (table_arrow_schema(t).serialize().to_pybytes(),)
+        rows.append(row)
+    return _build(result_schema(cmd), rows)
 
 
 def get_table_types(catalog: Catalog) -> pa.Table:

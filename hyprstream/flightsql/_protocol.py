@@ -6,9 +6,9 @@ know and returns the decoded message; :func:`pack` does the reverse. DoPut repli
 Any-packed (they are written raw into ``PutResult.app_metadata``), so they use plain
 ``SerializeToString``.
 
-Also here: the exact result schemas of the metadata commands and the SqlInfo table builder,
-because clients compare those schemas field by field (the ADBC driver uses ``Schema.Equal``
-and panics inside the client on a mismatch).
+Also here: the exact GetSqlInfo result schema and its table builder, because clients compare
+result schemas field by field (the ADBC driver uses ``Schema.Equal`` and panics inside the
+client on a mismatch). The other metadata commands' schemas and tables are in ``_metadata``.
 
 Pure: protobuf and pyarrow (no pyarrow.flight), no I/O, no clock.
 """
@@ -28,6 +28,7 @@ from hyprstream.flightsql._proto import flightsql_pb2 as pb
 __all__ = [
     "SQL_INFO_SCHEMA",
     "TYPE_URL_PREFIX",
+    "Int32",
     "SqlInfo",
     "SqlInfoValue",
     "pack",

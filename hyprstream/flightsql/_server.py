@@ -51,7 +51,6 @@ from hyprstream.flightsql._auth import (
 )
 from hyprstream.flightsql._credentials import Credentials
 from hyprstream.flightsql._protocol import (
-    SQL_INFO_SCHEMA,
     Int32,
     SqlInfo,
     SqlInfoValue,
@@ -408,9 +407,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
                     return flight.SchemaResult(UPDATE_RESULT_SCHEMA)
                 schema = prepared.schema or self.service.shape(prepared.query).schema
                 return flight.SchemaResult(schema)
-            if isinstance(command, pb.CommandGetSqlInfo):
-                return flight.SchemaResult(SQL_INFO_SCHEMA)
-            if type(command) in _METADATA or isinstance(command, pb.CommandGetXdbcTypeInfo):
+            if type(command) in md.SCHEMAS:  # SqlInfo, XDBC types and the other metadata
                 return flight.SchemaResult(md.result_schema(command))
             raise Unsupported(f"GetSchema of {type(command).__name__} is not supported")
 
@@ -496,36 +493,28 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
             command = self._command(descriptor)
             if isinstance(command, pb.CommandPreparedStatementQuery):
                 self._bind(command, reader, writer)
-            elif isinstance(command, pb.CommandStatementUpdate):
+                return
+            if isinstance(command, pb.CommandStatementUpdate):
                 _no_transaction(command)
                 # ADBC's executescript sends no schema: do not touch the stream.
                 _require_write(context, "updates")
                 count = self.service.update(command.query)
-                writer.write(
-                    pa.py_buffer(pb.DoPutUpdateResult(record_count=count).SerializeToString())
-                )
             elif isinstance(command, pb.CommandPreparedStatementUpdate):
                 _require_write(context, "updates")
                 prepared: _Prepared = self._prepared.get(command.prepared_statement_handle)
                 params = _read_parameters(reader, prepared.parameter_count)
                 count = self.service.update(prepared.query, params)
-                writer.write(
-                    pa.py_buffer(pb.DoPutUpdateResult(record_count=count).SerializeToString())
-                )
             elif isinstance(command, pb.CommandStatementIngest):
                 _require_write(context, "ingest")
                 count = self._ingest_table(command, reader)
-                writer.write(
-                    pa.py_buffer(pb.DoPutUpdateResult(record_count=count).SerializeToString())
-                )
             else:
                 raise Unsupported(
                     f"DoPut with {type(command).__name__} is not supported by hyprstream"
                 )
+            writer.write(pa.py_buffer(pb.DoPutUpdateResult(record_count=count).SerializeToString()))
 
     def _ingest_table(self, command: pb.CommandStatementIngest, reader: Any) -> int:
-        if command.HasField("transaction_id"):
-            raise Unsupported("transactions are not supported: every ingest commits on its own")
+        _no_transaction(command)
         if command.temporary:
             raise Unsupported("temporary tables are not supported: ingest into a durable table")
         options = command.table_definition_options
@@ -617,6 +606,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
             if action.type == "CreatePreparedStatement":
                 request = unpack(body, expect=pb.ActionCreatePreparedStatementRequest)
                 assert isinstance(request, pb.ActionCreatePreparedStatementRequest)
+                _no_transaction(request)
                 return iter([pack(self._create_prepared(request.query))])
             if action.type == "ClosePreparedStatement":
                 request = unpack(body, expect=pb.ActionClosePreparedStatementRequest)

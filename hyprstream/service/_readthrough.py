@@ -128,7 +128,3 @@ class ReadThrough:
     @property
     def cached(self) -> int:
         return len(self._entries)
-
-    @property
-    def cached_bytes(self) -> int:
-        return sum(e.size for e in self._entries.values())

@@ -76,13 +76,8 @@ _MAX_BATCH_ID = 256
 _INTERNAL = "_hyprstream"
 _BACKEND_INTERNAL = frozenset({BATCHES_TABLE, WINDOWS_TABLE})
 #: Columns hyprstream never leaves NULL, for the metadata commands.
-_NOT_NULL = {
-    "metrics": frozenset({"metric_id", "timestamp", "value"}),
-    **{
-        name: frozenset(f.name for f in WINDOW_COLUMNS if not f.nullable)
-        for name in ("metric_windows",)
-    },
-}
+_METRICS_NOT_NULL = frozenset({METRIC_ID, TIMESTAMP, VALUE})
+_WINDOWS_NOT_NULL = frozenset(f.name for f in WINDOW_COLUMNS if not f.nullable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +155,6 @@ class Hyprstream:
         self.options = options or ServiceOptions()
         self._clock_us = clock_us
         self._metrics = MetricDictionary()
-        self._names: pa.StringArray = self._metrics.names_array()
         self._labels: dict[str, pa.DataType] = {}
         self._lock = threading.RLock()
         self._dirty: set[tuple[WindowSize, int]] = set()
@@ -236,7 +230,6 @@ class Hyprstream:
                     ts = merged[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
                     values = merged[VALUE].combine_chunks().to_numpy()
                     self.store.warm(codes, ts, values)
-            self._names = self._metrics.names_array()
             # Windows the watermark has passed come from the backend as they were committed.
             self.store.close_due()
             oldest_kept = None
@@ -310,11 +303,9 @@ class Hyprstream:
                 self.backend.add_labels(new_labels)
                 self.cache.add_labels(new_labels)
                 self._labels.update({f.name: f.type for f in new_labels})
-            names = (
-                self._names
-                if not new_ids
-                else pa.concat_arrays([self._names, pa.array(new_ids, pa.utf8())])
-            )
+            names = self._metrics.names_array()
+            if new_ids:  # not committed yet: the closing windows may name them
+                names = pa.concat_arrays([names, pa.array(new_ids, pa.utf8())])
             rows = self._rows(sample, plan.order, plan.running_count, plan.running_sum)
             ack = BatchAck(sample.num_rows, plan.late)
             stored = StoredBatch(
@@ -333,7 +324,6 @@ class Hyprstream:
             # Committed: from here on nothing may refuse the batch.
             if new_ids:
                 self._metrics.commit(new_ids)
-                self._names = self._metrics.names_array()
             if batch_id is not None:
                 self._acks[batch_id] = (ack, now)
             oldest = int(sample.timestamp_us.min())
@@ -424,8 +414,8 @@ class Hyprstream:
         )
         self.cache.update_windows(
             keys,
-            self._window_rows(opened, self._names),
-            self._window_rows(self._closed, self._names),
+            self._window_rows(opened, self._metrics.names_array()),
+            self._window_rows(self._closed, self._metrics.names_array()),
         )
         for size, cutoff in self._evict.items():
             self.cache.evict_windows(size.label, cutoff)
@@ -537,6 +527,12 @@ class Hyprstream:
 
     # -- statements that change data, and client tables ---------------------------------------
 
+    def _maintained(self, table: str) -> bool:
+        """Whether hyprstream maintains ``table`` (lower-case), so clients may not change it."""
+        return (
+            table in self._hot_tables or table.startswith(_INTERNAL) or table in _BACKEND_INTERNAL
+        )
+
     def statement(self, sql: str) -> Statement:
         """What kind of statement ``sql`` is and where it runs; refuses what hyprstream does
         not run (FSQL-20): only queries, and updates or DDL on client tables in the backend."""
@@ -544,9 +540,7 @@ class Hyprstream:
         if kind == "query":
             return Statement(kind="query", parameter_count=count, tables=frozenset())
         tables = analyse(sql).tables
-        protected = (tables & self._hot_tables) | {
-            t for t in tables if t.startswith(_INTERNAL) or t in _BACKEND_INTERNAL
-        }
+        protected = {t for t in tables if self._maintained(t)}
         if protected:
             raise PermissionDenied(
                 f"{kind} statements may not touch {', '.join(sorted(protected))}: hyprstream "
@@ -586,7 +580,7 @@ class Hyprstream:
                 if batch.num_rows:
                     accepted += self.ingest(batch).accepted
             return accepted
-        if name in self._hot_tables or name.startswith(_INTERNAL) or name in _BACKEND_INTERNAL:
+        if self._maintained(name):
             raise PermissionDenied(
                 f"{table!r} is maintained by hyprstream; it cannot be ingested into"
             )
@@ -604,8 +598,12 @@ class Hyprstream:
         for name, kind in self.cache.relations():
             if name.startswith(_INTERNAL):
                 continue
-            not_null = _NOT_NULL.get(
-                name, _NOT_NULL["metric_windows"] if name.startswith("metrics_") else frozenset()
+            not_null = (
+                _METRICS_NOT_NULL
+                if name == "metrics"
+                else _WINDOWS_NOT_NULL
+                if name in self._hot_tables
+                else frozenset()
             )
             columns = tuple(
                 ColumnInfo(name=c, arrow_type=t, sql_type=sql, nullable=c not in not_null)
@@ -636,11 +634,6 @@ class Hyprstream:
     @property
     def labels(self) -> dict[str, pa.DataType]:
         return dict(self._labels)
-
-    @property
-    def complete_since(self) -> int | None:
-        """The hot cache holds every sample at or after this instant (None: all of them)."""
-        return self._complete_since
 
     def close(self) -> None:
         with self._lock:

@@ -21,11 +21,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A ``hyprstream`` process on the embedded default, on a free port."""
-    proc = spawn_server(data_dir=tmp_path / "data")
-    try:
+    with spawn_server(data_dir=tmp_path / "data") as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["PostgresServer", "external_server", "postgres"]
+__all__ = ["PostgresServer", "execute", "external_server", "fetch", "postgres", "with_password"]
 
 URI_ENV = "HYPRSTREAM_TEST_POSTGRES_URI"
 IMAGE_ENV = "HYPRSTREAM_TEST_POSTGRES_IMAGE"
@@ -117,7 +117,7 @@ class PostgresServer:
                 "at most 63 characters)"
             )
         # WITH (FORCE) (PostgreSQL 13+) ends sessions a previous run may have left open.
-        _execute(
+        execute(
             self.uri,
             f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
             f'CREATE DATABASE "{name}"',
@@ -135,10 +135,26 @@ def _connect(uri: str) -> Any:
     return pg.connect(uri, autocommit=True)
 
 
-def _execute(uri: str, *statements: str) -> None:
+def execute(uri: str, *statements: str) -> None:
+    """Run ``statements`` on the database at ``uri``, each committed on its own."""
     with _connect(uri) as conn, conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement)
+
+
+def fetch(uri: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on the database at ``uri``."""
+    with _connect(uri) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        return list(cur.fetchall())
+
+
+def with_password(uri: str, password: str, *, user: str | None = None) -> str:
+    """``uri`` with its password (and, given ``user``, its user name) replaced."""
+    parts = urlsplit(uri)
+    name = quote(user, safe="") if user is not None else parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{name}:{quote(password, safe='')}@{host}"))
 
 
 def _redact(uri: str) -> str:
@@ -167,7 +183,7 @@ def _wait_until_connectable(uri: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            _execute(uri, "SELECT 1")
+            execute(uri, "SELECT 1")
             return
         except Exception as e:
             if time.monotonic() > deadline:
@@ -245,7 +261,7 @@ def _try_external() -> PostgresServer | None:
         return None
     try:
         server = external_server(uri)
-        _execute(uri, "SELECT 1")
+        execute(uri, "SELECT 1")
     except Exception as e:
         problem = str(e)
     else:
@@ -595,7 +611,7 @@ def _try_cluster(reasons: list[str]) -> PostgresServer | None:
         cluster.init(DEFAULT_USER, password)
         cluster.start_on_free_port()
         admin_uri = _make_uri("127.0.0.1", cluster.port, DEFAULT_USER, password, "postgres")
-        _execute(admin_uri, f'CREATE DATABASE "{DEFAULT_DBNAME}"')
+        execute(admin_uri, f'CREATE DATABASE "{DEFAULT_DBNAME}"')
     except Exception as e:
         problem = str(e) + ("" if isinstance(e, _ClusterError) else cluster._log_tail())
         cluster.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
 import pytest
 from pyarrow import flight
@@ -15,23 +14,22 @@ from pyarrow import flight
 from conformance.process import ServerProcess, spawn_server
 from hyprstream.flightsql._protocol import pack, pb
 
+from .conftest import connect_adbc
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def confined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = spawn_server(
+    with spawn_server(
         args=["--query-timeout", "2s", "--query-memory", "64MiB", "--memory-limit", "512MiB"],
         data_dir=tmp_path_factory.mktemp("confined"),
-    )
-    try:
+    ) as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 def run(proc: ServerProcess, sql: str) -> list[tuple[object, ...]]:
-    with flightsql.connect(proc.uri, autocommit=True) as conn, conn.cursor() as cur:
+    with connect_adbc(proc.port) as conn, conn.cursor() as cur:
         cur.execute(sql)
         return list(cur.fetchall())
 
@@ -115,7 +113,7 @@ def test_memory_limit(confined: ServerProcess) -> None:
 
 def test_large_results_arrive_in_client_sized_batches(confined: ServerProcess) -> None:
     # 2 million rows (~16 MB): more than one gRPC message allows, so the server splits them.
-    with flightsql.connect(confined.uri, autocommit=True) as conn, conn.cursor() as cur:
+    with connect_adbc(confined.port) as conn, conn.cursor() as cur:
         cur.execute("SELECT a, a * 2 AS b FROM range(2000000) t(a)")
         table = cur.fetch_arrow_table()
     assert table.num_rows == 2_000_000

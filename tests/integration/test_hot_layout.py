@@ -155,6 +155,8 @@ def test_rows_loaded_around_the_appender_are_clustered_too(cache: DuckDBHotCache
         while cache.rewrite_wanted(idle=True) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not cache.rewrite_wanted(idle=True)
+        first = cache.query("SELECT metric_id FROM metrics LIMIT 1").to_pylist()
+        assert first == [{"metric_id": "m000"}]  # rewritten: the oldest section leads, by metric
     finally:
         appender.close()
 

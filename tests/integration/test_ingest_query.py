@@ -248,18 +248,14 @@ def test_result_types_are_the_spec_types(server) -> None:  # type: ignore[no-unt
 def test_restart_loses_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     now = dt.datetime.now(dt.UTC)
-    first = spawn_server(data_dir=data)
-    try:
+    with spawn_server(data_dir=data) as first:
         for b in seed_batches(now):
             put(first.port, b)
         checks = ["SELECT * FROM metrics ORDER BY metric_id, timestamp, value",
                   "SELECT * FROM metric_windows ORDER BY metric_id, \"window\", window_start"]
         before = [query(first.port, q) for q in checks]
         assert first.stop() == 0
-    finally:
-        first.kill()
-    second = spawn_server(data_dir=data)
-    try:
+    with spawn_server(data_dir=data) as second:
         after = [query(second.port, q) for q in checks]
         assert after[0].equals(before[0])
         assert after[1].drop(["sum", "avg", "variance", "stddev"]).equals(
@@ -268,15 +264,13 @@ def test_restart_loses_nothing(tmp_path: Path) -> None:
             for a, b in zip(after[1][name].to_pylist(), before[1][name].to_pylist(), strict=True):
                 assert a == pytest.approx(b, rel=1e-12, abs=1e-12)
         assert "loaded 12 stored samples" in second.text()
-    finally:
-        second.kill()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_shut_down_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
-    proc = spawn_server(data_dir=tmp_path / "data")
-    put(proc.port, samples("a", [dt.datetime.now(dt.UTC)], [1.0]))
-    assert proc.stop(sig) == 0
+    with spawn_server(data_dir=tmp_path / "data") as proc:
+        put(proc.port, samples("a", [dt.datetime.now(dt.UTC)], [1.0]))
+        assert proc.stop(sig) == 0
     assert "stopped" in proc.text()
 
 
@@ -322,21 +316,20 @@ def test_bad_configuration_exits_with_a_message(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 2
     assert "needs --engine-connection" in run.stderr
-    taken = spawn_server(data_dir=tmp_path / "a")
-    try:
+    with spawn_server(data_dir=tmp_path / "a") as taken:
         run = subprocess.run(
             [sys.executable, "-m", "hyprstream.cli", "--port", str(taken.port), "--data-dir", str(tmp_path / "b")],
             capture_output=True, text=True, timeout=60)
         assert run.returncode == 1
         assert "cannot start" in run.stderr
-    finally:
-        taken.kill()
 
 
 def test_seed_example_is_verbatim() -> None:
-    # Guard against "fixing" the example: it must stay the seed's text.
+    # Guard against "fixing" the example: it must stay the seed's text, which the README shows.
     assert 'connect("grpc://localhost:50051")' in SEED_EXAMPLE
     assert textwrap.dedent(SEED_EXAMPLE).count("AVG(value_running_window_avg) as avg_value") == 1
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"```python\n{SEED_EXAMPLE.strip()}\n```" in readme
 
 
 def test_acknowledgements_arrive_in_batch_order(node) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,8 @@ from pyarrow import flight
 from conformance.process import ServerProcess, spawn_server
 
 from .conftest import connect_adbc, put, query
-from .postgres import PostgresServer
+from .postgres import PostgresServer, with_password
+from .postgres import fetch as pg_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -34,23 +35,10 @@ def samples(metric: str, times: list[dt.datetime], values: list[float]) -> pa.Ta
     )
 
 
-def pg_rows(uri: str, sql: str) -> list[tuple[object, ...]]:
-    with pg.connect(uri) as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        return list(cur.fetchall())
-
-
 def without_password(uri: str) -> str:
     parts = urllib.parse.urlsplit(uri)
     host = parts.netloc.rsplit("@", 1)[1]
     return urllib.parse.urlunsplit(parts._replace(netloc=host))
-
-
-def with_password(uri: str, user: str, password: str) -> str:
-    parts = urllib.parse.urlsplit(uri)
-    host = parts.netloc.rsplit("@", 1)[1]
-    netloc = f"{urllib.parse.quote(user)}:{urllib.parse.quote(password, safe='')}@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 @pytest.fixture
@@ -60,13 +48,10 @@ def database(postgres: PostgresServer) -> str:
 
 @pytest.fixture
 def hyprstream_pg(database: str, tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = spawn_server(
+    with spawn_server(
         args=["--engine", "adbc", "--engine-connection", database], data_dir=tmp_path / "data"
-    )
-    try:
+    ) as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 def test_write_through_lands_in_postgresql(hyprstream_pg: ServerProcess, database: str) -> None:
@@ -149,13 +134,12 @@ def test_killing_the_backend_during_ingest_loses_no_acknowledged_row(
 def test_restart_answers_the_same(database: str, tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     args = ["--engine", "adbc", "--engine-connection", database]
-    first = spawn_server(args=args, data_dir=tmp_path / "a")
     checks = [
         "SELECT * FROM metrics ORDER BY metric_id, timestamp",
         'SELECT metric_id, "window", window_start, count, min, max, last_value FROM metric_windows '
         'ORDER BY 1, 2, 3',
     ]
-    try:
+    with spawn_server(args=args, data_dir=tmp_path / "a") as first:
         minute = dt.timedelta(minutes=1)
         # Enough stream time that the first windows close and are committed as closed.
         put(first.port, samples("a", [now - 150 * minute + k * 7 * minute for k in range(22)], [float(k) for k in range(22)]))
@@ -163,17 +147,12 @@ def test_restart_answers_the_same(database: str, tmp_path: Path) -> None:
         put(first.port, samples("a", [now - 300 * minute], [1e6]))  # late
         before = [query(first.port, q) for q in checks]
         assert first.stop() == 0
-    finally:
-        first.kill()
     closed = pg_rows(database, "SELECT count(*) FROM hyprstream_windows")[0][0]
     assert closed > 0  # closed windows were committed with the batches that closed them
-    second = spawn_server(args=args, data_dir=tmp_path / "b")
-    try:
+    with spawn_server(args=args, data_dir=tmp_path / "b") as second:
         after = [query(second.port, q) for q in checks]
         assert after[0].equals(before[0])
         assert after[1].equals(before[1])
-    finally:
-        second.kill()
 
 
 def test_retried_batch_is_applied_once_and_acknowledged_twice(
@@ -197,8 +176,7 @@ def test_retried_batch_is_applied_once_and_acknowledged_twice(
     assert query(hyprstream_pg.port, "SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 1}]
     # Also after a restart (the id is committed in the backend with the batch).
     hyprstream_pg.stop()
-    again = spawn_server(args=["--engine", "adbc", "--engine-connection", database], data_dir=tmp_path / "again")
-    try:
+    with spawn_server(args=["--engine", "adbc", "--engine-connection", database], data_dir=tmp_path / "again") as again:
         client = flight.connect(again.uri)
         assert send()["duplicate"] is True
         # The descriptor form: ['metrics', prefix] numbers the batches of the stream.
@@ -208,8 +186,6 @@ def test_retried_batch_is_applied_once_and_acknowledged_twice(
         writer.done_writing()
         writer.close()
         assert pg_rows(database, "SELECT batch_id FROM hyprstream_batches ORDER BY 1") == [("b-1",), ("stream-7:0",)]
-    finally:
-        again.kill()
 
 
 def test_a_constraint_failure_is_not_taken_for_a_duplicate(
@@ -270,11 +246,10 @@ def test_read_through_of_a_backend_only_table(hyprstream_pg: ServerProcess, data
 
 
 def test_read_through_results_are_cached_and_invalidated(database: str, tmp_path: Path) -> None:
-    proc = spawn_server(
+    with spawn_server(
         args=["--engine", "adbc", "--engine-connection", database, "--cache-ttl", "60s"],
         data_dir=tmp_path / "d",
-    )
-    try:
+    ) as proc:
         with pg.connect(database) as conn, conn.cursor() as cur:
             cur.execute("CREATE TABLE notes (n INTEGER)")
             cur.execute("INSERT INTO notes VALUES (1)")
@@ -285,29 +260,23 @@ def test_read_through_results_are_cached_and_invalidated(database: str, tmp_path
             conn.commit()
         # Served from the cache within its TTL (the change went around hyprstream).
         assert query(proc.port, "SELECT count(*) AS c FROM notes").to_pylist() == [{"c": 1}]
-    finally:
-        proc.kill()
-    short = spawn_server(
+    with spawn_server(
         args=["--engine", "adbc", "--engine-connection", database, "--cache-ttl", "1s"],
         data_dir=tmp_path / "e",
-    )
-    try:
+    ) as short:
         assert query(short.port, "SELECT count(*) AS c FROM notes").to_pylist() == [{"c": 2}]
         with pg.connect(database) as conn, conn.cursor() as cur:
             cur.execute("INSERT INTO notes VALUES (3)")
             conn.commit()
         time.sleep(1.2)
         assert query(short.port, "SELECT count(*) AS c FROM notes").to_pylist() == [{"c": 3}]  # expired
-    finally:
-        short.kill()
 
 
 def test_hot_samples_expire_and_older_queries_read_through(database: str, tmp_path: Path) -> None:
-    proc = spawn_server(
+    with spawn_server(
         args=["--engine", "adbc", "--engine-connection", database, "--cache-max-duration", "2h"],
         data_dir=tmp_path / "d",
-    )
-    try:
+    ) as proc:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         old = [now - dt.timedelta(hours=5, minutes=m) for m in range(3)]
         put(proc.port, samples("m", old, [1.0, 2.0, 3.0]))
@@ -323,8 +292,6 @@ def test_hot_samples_expire_and_older_queries_read_through(database: str, tmp_pa
         put(proc.port, samples("m", [now + dt.timedelta(seconds=1)], [5.0]))
         everything = query(proc.port, "SELECT value FROM metrics ORDER BY value")
         assert everything.column("value").to_pylist() == [1.0, 2.0, 3.0, 4.0, 5.0]
-    finally:
-        proc.kill()
 
 
 def test_credentials_precedence_and_secrecy(postgres: PostgresServer, database: str, tmp_path: Path) -> None:
@@ -340,12 +307,12 @@ def test_credentials_precedence_and_secrecy(postgres: PostgresServer, database: 
         return proc, proc.text()
 
     # 1. The environment wins over flags and the URI.
-    proc, log = start(with_password(database, postgres.user, wrong), "--engine-password", wrong,
+    proc, log = start(with_password(database, wrong, user=postgres.user), "--engine-password", wrong,
                       env={"HYPRSTREAM_ENGINE_PASSWORD": right, "HYPRSTREAM_ENGINE_USERNAME": postgres.user})
     assert proc is not None, log
     proc.kill()
     # 2. Flags win over the URI.
-    proc, log = start(with_password(database, postgres.user, wrong), "--engine-password", right,
+    proc, log = start(with_password(database, wrong, user=postgres.user), "--engine-password", right,
                       "--engine-username", postgres.user, env={"HYPRSTREAM_ENGINE_PASSWORD": ""})
     assert proc is not None, log
     proc.kill()
@@ -360,7 +327,7 @@ def test_credentials_precedence_and_secrecy(postgres: PostgresServer, database: 
     assert proc is None
     assert "cannot connect to the backend" in log
     assert "hunter2-secret" not in log
-    assert "password authentication failed" in log or "authentication" in log
+    assert "authentication" in log
 
 
 def test_pool_and_connect_timeout_options(database: str, tmp_path: Path) -> None:
@@ -381,11 +348,10 @@ def test_pool_and_connect_timeout_options(database: str, tmp_path: Path) -> None
     finally:
         silent.close()
     # pool_max and pool_min are hyprstream's: they never reach libpq (which would refuse them).
-    proc = spawn_server(
+    with spawn_server(
         args=["--engine", "adbc", "--engine-connection", database + "?pool_min=2&pool_max=3&connect_timeout=5"],
         data_dir=tmp_path / "p",
-    )
-    try:
+    ) as proc:
         put(proc.port, samples("p", [dt.datetime.now(dt.UTC)], [1.0]))
         active = pg_rows(
             database,
@@ -393,8 +359,6 @@ def test_pool_and_connect_timeout_options(database: str, tmp_path: Path) -> None
             "AND application_name = '' AND pid <> pg_backend_pid()",
         )[0][0]
         assert 2 <= active <= 3
-    finally:
-        proc.kill()
 
 
 def test_help_shows_no_secret(tmp_path: Path) -> None:
@@ -403,6 +367,8 @@ def test_help_shows_no_secret(tmp_path: Path) -> None:
 
     env = {**os.environ, "HYPRSTREAM_ENGINE_PASSWORD": "s3cr3t-in-env"}
     run = subprocess.run([sys.executable, "-m", "hyprstream.cli", "--help"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "--engine-password" in run.stdout  # the help was printed, and shows no secret
     assert "s3cr3t-in-env" not in run.stdout + run.stderr
 
 

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
 
 import adbc_driver_postgresql.dbapi as pg
 import pytest
 
-from tests.integration.postgres import external_server
+from tests.integration.postgres import execute, external_server, fetch, with_password
 
 if TYPE_CHECKING:
     from tests.integration.postgres import PostgresServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
-
-
-def execute(uri: str, *statements: str) -> None:
-    with pg.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement)
-
-
-def query(uri: str, sql: str) -> list[tuple[Any, ...]]:
-    with pg.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        return list(cur.fetchall())
-
-
-def with_password(uri: str, password: str) -> str:
-    parts = urlsplit(uri)
-    netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@"
-    netloc += parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def test_uri_names_a_password_protected_database(postgres: PostgresServer) -> None:
@@ -44,7 +25,7 @@ def test_uri_names_a_password_protected_database(postgres: PostgresServer) -> No
     assert parts.password == quote(postgres.password, safe="")
     assert parts.path == f"/{postgres.dbname}"
     assert postgres.is_running()
-    assert query(postgres.uri, "SELECT current_database(), current_user") == [
+    assert fetch(postgres.uri, "SELECT current_database(), current_user") == [
         (postgres.dbname, postgres.user)
     ]
     # Secrets stay out of reprs (pytest prints fixture values in failure reports).
@@ -58,7 +39,7 @@ def test_create_insert_select(postgres: PostgresServer) -> None:
             cur.execute("CREATE TABLE samples (id integer PRIMARY KEY, name text NOT NULL)")
             cur.execute("INSERT INTO samples VALUES (1, 'one'), (2, 'two'), (3, 'three')")
         conn.commit()
-    assert query(uri, "SELECT id, name FROM samples ORDER BY id") == [
+    assert fetch(uri, "SELECT id, name FROM samples ORDER BY id") == [
         (1, "one"),
         (2, "two"),
         (3, "three"),
@@ -78,13 +59,13 @@ def test_new_database_is_empty_and_separate(postgres: PostgresServer) -> None:
     second = postgres.new_database()
     assert first != second
     tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-    assert query(second, tables) == []
-    assert query(first, tables) == [("only_in_first",)]
-    assert query(first, "SELECT x FROM only_in_first") == [(7,)]
+    assert fetch(second, tables) == []
+    assert fetch(first, tables) == [("only_in_first",)]
+    assert fetch(first, "SELECT x FROM only_in_first") == [(7,)]
     # Asking for a name again gives a fresh, empty database.
     again = postgres.new_database(urlsplit(first).path.lstrip("/"))
     assert again == first
-    assert query(again, tables) == []
+    assert fetch(again, tables) == []
 
 
 def test_new_database_rejects_names_that_are_not_identifiers(postgres: PostgresServer) -> None:
@@ -107,9 +88,9 @@ def test_stop_refuses_connections_and_start_keeps_the_data(postgres: PostgresSer
     finally:
         postgres.start()
     assert postgres.is_running()
-    assert query(uri, "SELECT x FROM kept ORDER BY x") == [(1,), (2,)]
+    assert fetch(uri, "SELECT x FROM kept ORDER BY x") == [(1,), (2,)]
     postgres.start()  # starting a running server is a no-op
-    assert query(postgres.uri, "SELECT 1") == [(1,)]
+    assert fetch(postgres.uri, "SELECT 1") == [(1,)]
 
 
 def test_an_external_server_is_used_but_not_controlled(postgres: PostgresServer) -> None:
@@ -128,6 +109,6 @@ def test_an_external_server_is_used_but_not_controlled(postgres: PostgresServer)
     with pytest.raises(RuntimeError, match="cannot start an external server"):
         external.start()
     assert postgres.is_running()
-    assert query(external.new_database("fixture_external"), "SELECT current_database()") == [
+    assert fetch(external.new_database("fixture_external"), "SELECT current_database()") == [
         ("fixture_external",)
     ]
