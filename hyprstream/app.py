@@ -68,6 +68,7 @@ def build_service(config: Config) -> Hyprstream:
             query_timeout_s=config.query_timeout_us / 1e6,
             query_memory=config.query_memory_limit,
             memory_limit=f"{config.memory_limit}B" if config.memory_limit else None,
+            series_index=config.series_index,
         )
         store = WindowStore(
             sizes=config.windows,

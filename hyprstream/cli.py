@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         "them read through to the backend (default 24h; 'none' keeps everything)",
     )
     cache.add_argument(
+        "--series-index",
+        choices=("on", "off"),
+        help="keep every hot sample a second time, grouped by metric, so that one-metric "
+        "queries (SELECT ... FROM metrics WHERE metric_id = ...) skip DuckDB (default on; "
+        "costs about as much memory again as the hot samples)",
+    )
+    cache.add_argument(
         "--cache-ttl",
         metavar="DURATION",
         help="how long a read-through (backend) query result is reused (default 60s)",
@@ -237,6 +244,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "cache_max_duration": args.cache_max_duration,
         "cache_ttl": args.cache_ttl,
         "cache_max_bytes": args.cache_max_bytes,
+        "series_index": args.series_index,
         "windows": args.windows,
         "running_window": args.running_window,
         "allowed_lateness": args.allowed_lateness,

@@ -122,6 +122,9 @@ class Config:
     #: Read-through results: time to live and total size.
     cache_ttl_us: int = 60_000_000
     cache_max_bytes: int = 256 * 1024**2
+    #: Keep the series index (CACHE-11): one-metric lookups without DuckDB, a second copy
+    #: of the hot samples in memory.
+    series_index: bool = True
     windows: tuple[WindowSize, ...] = DEFAULT_SIZES
     running_window: WindowSize = DEFAULT_SIZES[0]
     allowed_lateness_us: int = DEFAULT_LATENESS_US
@@ -257,6 +260,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
         "max_duration": "cache_max_duration",
         "ttl": "cache_ttl",
         "max_bytes": "cache_max_bytes",
+        "series_index": "series_index",
     },
     "auth": {"mode": "auth", "users_file": "auth_users_file", "tokens_file": "auth_tokens_file"},
     "tls": {"cert": "tls_cert", "key": "tls_key", "client_ca": "tls_client_ca"},
@@ -273,6 +277,17 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
         "quantiles": "quantile_windows",
     },
 }
+
+
+def _switch(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("on", "true", "yes", "1"):
+        return True
+    if text in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(f"the {what} setting must be on or off, got {value!r}")
 
 
 def _from_toml(path: Path) -> dict[str, Any]:
@@ -387,6 +402,8 @@ def load_config(
             kwargs["cache_max_duration_us"] = (
                 None if text in ("none", "0") else parse_duration(value, what="cache max duration")
             )
+        elif key == "series_index":
+            kwargs[key] = _switch(value, "series index")
         elif key in ("cache_max_bytes", "query_memory_limit", "memory_limit"):
             kwargs[key] = parse_bytes(value)
         elif key in ("engine_password", "auth_users_env"):

@@ -41,6 +41,7 @@ from hyprstream.backend._port import (
     StoredBatch,
 )
 from hyprstream.backend._types import DUCKDB_CONFINEMENT, duckdb_type
+from hyprstream.backend._watchdog import Watchdog
 from hyprstream.errors import ConfigError, InvalidQuery, Unavailable
 from hyprstream.model import METRIC_ID, RUNNING_COUNT, TIMESTAMP, metrics_schema
 
@@ -386,50 +387,6 @@ def _timestamp(us: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
 
 
-class _Watchdog:
-    """One thread that calls ``expire`` for blocks that overrun their deadline: what a
-    ``threading.Timer`` per write did, without starting a thread for every batch."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._due: dict[object, tuple[float, Callable[[], None]]] = {}
-        self._closed = False
-        threading.Thread(target=self._run, name="hyprstream-backend-watchdog", daemon=True).start()
-
-    @contextlib.contextmanager
-    def deadline(self, seconds: float, expire: Callable[[], None]) -> Iterator[None]:
-        key = object()
-        with self._cond:
-            self._due[key] = (time.monotonic() + seconds, expire)
-            self._cond.notify()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._due.pop(key, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if self._closed:
-                    return
-                now = time.monotonic()
-                expired = [key for key, (at, _) in self._due.items() if at <= now]
-                if not expired:
-                    nearest = min((at for at, _ in self._due.values()), default=None)
-                    self._cond.wait(None if nearest is None else nearest - now)
-                    continue
-                callbacks = [self._due.pop(key)[1] for key in expired]
-            for expire in callbacks:
-                with contextlib.suppress(Exception):
-                    expire()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-
-
 class AdbcBackend:
     """Writes each batch with ``adbc_ingest`` in one transaction on a pooled connection."""
 
@@ -449,7 +406,7 @@ class AdbcBackend:
         except BaseException:
             self._pool.close()
             raise
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog("hyprstream-backend-watchdog")
 
     def _confine_duckdb(self) -> None:
         """Client statements reach an embedded DuckDB backend (client tables): give it the

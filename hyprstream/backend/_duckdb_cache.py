@@ -19,7 +19,7 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hyprstream.backend._series import SeriesIndex
 from hyprstream.backend._types import DUCKDB_CONFINEMENT, duckdb_type
+from hyprstream.backend._watchdog import Watchdog
 from hyprstream.cachepolicy import REWRITE_FLOOR, rewrite_due
 from hyprstream.errors import (
     HyprstreamError,
@@ -41,7 +43,7 @@ from hyprstream.errors import (
     ResourceExhausted,
     TimedOut,
 )
-from hyprstream.model import CORE_COLUMNS
+from hyprstream.model import CORE_COLUMNS, metrics_schema
 
 __all__ = ["WINDOW_COLUMNS", "DuckDBHotCache", "QueryShape"]
 
@@ -146,6 +148,7 @@ class DuckDBHotCache:
         readers: int = 16,
         recent_us: int = 3_600_000_000,
         rewrite_floor: int = REWRITE_FLOOR,
+        series_index: bool = True,
     ) -> None:
         database_handle = adbc_driver_manager.AdbcDatabase(
             driver=adbc_driver_duckdb.driver_path(), entrypoint="duckdb_adbc_init", path=database
@@ -179,6 +182,12 @@ class DuckDBHotCache:
         self._rewrite_blocked_below = 0  # after a failed rewrite: wait for more changes
         self._results_lock = threading.Lock()
         self._query_timeout_s = query_timeout_s
+        self._watchdog = Watchdog("hyprstream-query-watchdog")
+        #: A second copy of ``metrics`` for one-metric lookups (CACHE-11), or None.
+        self._series = SeriesIndex() if series_index else None
+        self._series_schema = metrics_schema()
+        #: Counts changes of the hot tables' columns: query shapes are valid for one value.
+        self.generation = 0
         self._recent_rows = 0  # closed windows appended since the last compaction
         self._open_deleted = 0  # open-window rows deleted since the last compaction
         with self._writer.cursor() as cur:
@@ -250,6 +259,8 @@ class DuckDBHotCache:
                 column = f"{_q(field.name)} {duckdb_type(field.type)}"
                 w.execute(f"ALTER TABLE {METRICS_TABLE} ADD COLUMN {column}")
             self._writer.commit()
+            self._series_schema = pa.schema([*self._series_schema, *fields])
+            self.generation += 1
 
     # -- writes (serialised by the caller) -------------------------------------------------
 
@@ -272,6 +283,7 @@ class DuckDBHotCache:
             self._changed_rows += rows.num_rows
             if newest is not None and (self._newest_us is None or newest > self._newest_us):
                 self._newest_us = newest
+            self._index(lambda index: index.append(rows))
 
     def evict_samples(self, before_us: int) -> None:
         """Delete hot samples older than ``before_us`` (on the appender's connection)."""
@@ -289,6 +301,24 @@ class DuckDBHotCache:
                 raise
             self._sample_rows = max(0, self._sample_rows - deleted)
             self._changed_rows += deleted
+            self._index(lambda index: index.evict(before_us))
+
+    def _index(self, change: Callable[[SeriesIndex], None]) -> None:
+        """Apply ``change`` to the series index (under the samples lock). The index is an
+        optimisation: if it fails, it is dropped and every query goes to DuckDB."""
+        if self._series is None:
+            return
+        try:
+            change(self._series)
+        except Exception as exc:
+            log.error("the series index failed and is turned off: %s", exc)
+            self._series = None
+
+    def series(self, metric_id: str) -> pa.Table | None:
+        """The hot rows of ``metric_id`` in timestamp order, with every ``metrics`` column,
+        from the series index (CACHE-11); None when the index is off."""
+        index = self._series
+        return None if index is None else index.series(metric_id, self._series_schema)
 
     # -- the clustered layout of ``metrics`` (CACHE-10) ------------------------------------
 
@@ -517,26 +547,26 @@ class DuckDBHotCache:
     def _run(
         self, cur: adbc_dbapi.Cursor, sql: str, params: pa.RecordBatch | Sequence[Any] | None
     ) -> pa.Table:
-        timer = None
-        if self._query_timeout_s is not None:
-            timer = threading.Timer(self._query_timeout_s, _cancel, args=(cur,))
-            timer.daemon = True
-            timer.start()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _cancel(cur)
+
+        limit = self._query_timeout_s
+        deadline = self._watchdog.deadline(limit, expire) if limit else contextlib.nullcontext()
         try:
-            cur.execute(sql, params)
-            table: pa.Table = cur.fetch_arrow_table()
+            with deadline:
+                cur.execute(sql, params)
+                table: pa.Table = cur.fetch_arrow_table()
         except adbc_dbapi.Error as exc:
             error = _translate(exc)
-            if isinstance(error, ResourceExhausted) and timer is not None and not timer.is_alive():
+            if isinstance(error, ResourceExhausted) and expired.is_set():
                 error = TimedOut(
-                    f"the query ran longer than its time limit ({self._query_timeout_s:g} s) "
-                    "and was cancelled"
+                    f"the query ran longer than its time limit ({limit:g} s) and was cancelled"
                 )
             _release(cur)
             raise error from None
-        finally:
-            if timer is not None:
-                timer.cancel()
         return table
 
     def shape(self, sql: str, parameter_count: int) -> QueryShape:
@@ -553,6 +583,7 @@ class DuckDBHotCache:
         return QueryShape(schema=schema, parameter_count=parameter_count)
 
     def close(self) -> None:
+        self._watchdog.close()
         with self._connections_lock:
             connections, self._connections = self._connections, []
             cursors, self._cursors = self._cursors, []

@@ -364,10 +364,11 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         # Without this, pyarrow appends the handler's Python traceback to the message of
         # every INVALID_ARGUMENT / NOT_FOUND / UNIMPLEMENTED error it sends to clients.
         sys.tracebacklimit = 0
-        options: dict[str, Any] = {
-            "middleware": {MIDDLEWARE_KEY: AuthMiddlewareFactory(credentials)}
-        }
+        options: dict[str, Any] = {}
         if credentials is not None:
+            # Without credentials every caller is anonymous (``principal_of``), and no
+            # middleware runs: it costs three Python callbacks on every call.
+            options["middleware"] = {MIDDLEWARE_KEY: AuthMiddlewareFactory(credentials)}
             options["auth_handler"] = HandshakeHandler()
         if tls is not None:
             options["tls_certificates"] = [flight.CertKeyPair(tls.cert, tls.key)]

@@ -23,7 +23,14 @@ from sqlglot import exp
 
 from hyprstream.errors import InvalidQuery
 
-__all__ = ["QueryAnalysis", "analyse", "forbidden_functions", "to_backend_sql"]
+__all__ = [
+    "QueryAnalysis",
+    "SeriesLookup",
+    "analyse",
+    "forbidden_functions",
+    "series_lookup",
+    "to_backend_sql",
+]
 
 _UNITS_US = {
     "microsecond": 1,
@@ -149,6 +156,114 @@ def _interval(node: exp.Expression) -> int | None:
         return None
     per = _UNITS_US.get(unit_name.lower().rstrip("s"))
     return None if per is None else int(amount * per)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesLookup:
+    """A query the series index answers (CACHE-11): one metric's samples, some columns,
+    maybe ordered by timestamp and limited::
+
+        SELECT <columns | *> FROM metrics [[AS] m]
+        WHERE metric_id = <'text' | ?> [ORDER BY timestamp [ASC | DESC]] [LIMIT n]
+    """
+
+    columns: tuple[str, ...] | None  # lower-case column names in select order; None: ``*``
+    metric_id: str | None  # the literal, or None when it is the (only) parameter
+    descending: bool
+    limit: int | None
+
+
+_SELECT_ARGS = frozenset({"expressions", "from", "from_", "where", "order", "limit"})
+
+
+@functools.lru_cache(maxsize=4096)
+def series_lookup(sql: str) -> SeriesLookup | None:
+    """The lookup ``sql`` is, if it is one the series index answers as DuckDB would."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError:
+        return None
+    if not isinstance(tree, exp.Select):
+        return None
+    if any(value for key, value in tree.args.items() if key not in _SELECT_ARGS):
+        return None  # DISTINCT, GROUP BY, joins, WITH, OFFSET, QUALIFY, ...
+    from_ = tree.args.get("from") or tree.args.get("from_")
+    source = from_.this if from_ is not None else None
+    if not (isinstance(source, exp.Table) and source.name.lower() == "metrics"):
+        return None
+    if source.args.get("db") or source.args.get("catalog") or source.args.get("joins"):
+        return None
+    names = {"metrics", source.alias_or_name.lower()}
+
+    def column(node: exp.Expression) -> str | None:
+        if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
+            return None
+        if node.table and node.table.lower() not in names:
+            return None
+        if node.args.get("db") or node.args.get("catalog"):
+            return None
+        return str(node.name).lower()
+
+    columns: list[str] = []
+    star = False
+    for item in tree.expressions:
+        if isinstance(item, exp.Star):
+            star = True
+            continue
+        name = column(item.this if isinstance(item, exp.Alias) else item)
+        if name is None:
+            return None
+        # DuckDB lets WHERE and ORDER BY name select aliases: keep those names unambiguous.
+        alias = item.alias_or_name.lower()
+        if alias in ("metric_id", "timestamp") and alias != name:
+            return None
+        columns.append(name)
+    if star and (columns or len(tree.expressions) != 1):
+        return None
+    where = tree.args.get("where")
+    condition = where.this if where is not None else None
+    while isinstance(condition, exp.Paren):
+        condition = condition.this
+    if not isinstance(condition, exp.EQ):
+        return None
+    sides = [condition.this, condition.expression]
+    if column(sides[0]) != "metric_id":
+        sides.reverse()
+    if column(sides[0]) != "metric_id":
+        return None
+    value = sides[1]
+    if isinstance(value, exp.Literal) and value.is_string:
+        metric_id: str | None = value.this
+    elif isinstance(value, exp.Placeholder) and value.this is None:  # ``?``, not ``$1``
+        metric_id = None
+    else:
+        return None
+    descending = False
+    order = tree.args.get("order")
+    if order is not None:
+        if len(order.expressions) != 1:
+            return None
+        key = order.expressions[0]
+        if not isinstance(key, exp.Ordered) or column(key.this) != "timestamp":
+            return None
+        descending = bool(key.args.get("desc"))
+    limit = None
+    if tree.args.get("limit") is not None:
+        amount = tree.args["limit"].expression
+        if not (isinstance(amount, exp.Literal) and not amount.is_string):
+            return None
+        try:
+            limit = int(amount.this)
+        except ValueError:
+            return None
+        if limit < 0:
+            return None
+    return SeriesLookup(
+        columns=None if star else tuple(columns),
+        metric_id=metric_id,
+        descending=descending,
+        limit=limit,
+    )
 
 
 #: Server-side functions a client must not reach through the backend (files, other servers,

@@ -60,7 +60,13 @@ from hyprstream.model import (
 )
 from hyprstream.service._appender import Appender
 from hyprstream.service._readthrough import ReadThrough
-from hyprstream.service._routing import analyse, forbidden_functions, to_backend_sql
+from hyprstream.service._routing import (
+    SeriesLookup,
+    analyse,
+    forbidden_functions,
+    series_lookup,
+    to_backend_sql,
+)
 from hyprstream.windows import StateColumns, StoreChanges, WindowSize, WindowStore
 
 __all__ = ["Hyprstream", "IngestResult", "ServiceOptions", "Statement"]
@@ -71,6 +77,8 @@ log = logging.getLogger("hyprstream.service")
 _MAX_PENDING_CLOSED = 256
 _HOUR_US = 3_600_000_000
 _MAX_BATCH_ID = 256
+#: Result shapes of hot queries kept, by query text (prepared statements ask on every run).
+_MAX_SHAPES = 4096
 
 
 _INTERNAL = "_hyprstream"
@@ -176,6 +184,7 @@ class Hyprstream:
             {"metrics", "metric_windows", *(f"metrics_{s.label}" for s in store.sizes)}
         )
         self._backend_table_names: set[str] | None = None
+        self._shapes: dict[str, tuple[int, QueryShape]] = {}  # sql -> (cache generation, shape)
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -497,6 +506,11 @@ class Hyprstream:
         _check_params(expected, params)
         reads = self._on_backend(sql) if self.backend.queryable else None
         if reads is None:
+            lookup = series_lookup(sql)
+            if lookup is not None:
+                found = self._lookup(sql, lookup, params)
+                if found is not None:
+                    return found
             self._prepare_read()
             return self.cache.query(sql, params)
         unknown = reads - self._hot_tables - self._backend_tables()
@@ -517,13 +531,55 @@ class Hyprstream:
             names = self._backend_table_names = {t.lower() for t in self.backend.tables()}
         return names
 
+    def _lookup(
+        self, sql: str, lookup: SeriesLookup, params: pa.RecordBatch | Sequence[Any] | None
+    ) -> pa.Table | None:
+        """``sql`` answered from the series index (CACHE-11), or None to ask DuckDB: the
+        index is off, the parameter is not text, or a column is not one of ``metrics``."""
+        metric_id = lookup.metric_id if lookup.metric_id is not None else _text(params)
+        if metric_id is None:
+            return None
+        schema = self.shape(sql).schema
+        rows = self.cache.series(metric_id)
+        if rows is None or not len(schema):
+            return None
+        position = {name.lower(): i for i, name in enumerate(rows.column_names)}
+        if lookup.columns is None:  # SELECT *: DuckDB's columns, in its order
+            if [n.lower() for n in schema.names] != list(position):
+                return None
+            wanted = list(range(rows.num_columns))
+        else:
+            found = [position.get(name) for name in lookup.columns]
+            if None in found or len(found) != len(schema):
+                return None
+            wanted = [i for i in found if i is not None]
+        if lookup.descending:
+            rows = rows.take(pa.array(np.arange(rows.num_rows - 1, -1, -1)))
+        if lookup.limit is not None:
+            rows = rows.slice(0, lookup.limit)
+        table = pa.Table.from_arrays([rows.column(i) for i in wanted], names=schema.names)
+        if not table.schema.equals(schema):
+            try:
+                table = table.cast(schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+        return table
+
     def shape(self, sql: str) -> QueryShape:
         """Result schema and parameter count of ``sql``, for prepared statements."""
         count = self.cache.check_readonly(sql)
         if self.backend.queryable and self._on_backend(sql) is not None:
             return QueryShape(schema=pa.schema([]), parameter_count=count)
+        generation = self.cache.generation
+        known = self._shapes.get(sql)
+        if known is not None and known[0] == generation:
+            return known[1]
         self._prepare_read()
-        return self.cache.shape(sql, count)
+        shape = self.cache.shape(sql, count)
+        if len(self._shapes) >= _MAX_SHAPES:
+            self._shapes.clear()
+        self._shapes[sql] = (generation, shape)
+        return shape
 
     # -- statements that change data, and client tables ---------------------------------------
 
@@ -670,6 +726,22 @@ def _then(appended: Future[None], result: IngestResult) -> Future[IngestResult]:
 
     appended.add_done_callback(finish)
     return out
+
+
+def _text(params: pa.RecordBatch | Sequence[Any] | None) -> str | None:
+    """The one parameter of a series lookup, if it is text."""
+    if isinstance(params, pa.RecordBatch):
+        if params.num_columns != 1 or params.num_rows != 1:
+            return None
+        column = params.column(0)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            return None
+        value = column[0].as_py()
+    elif params is not None and len(params) == 1:
+        value = params[0]
+    else:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _check_params(expected: int, params: pa.RecordBatch | Sequence[Any] | None) -> None:

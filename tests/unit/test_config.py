@@ -15,7 +15,12 @@ from hyprstream.windows import DEFAULT_SIZES, WindowSize
 
 def test_defaults_serve_loopback_on_the_embedded_store() -> None:
     c = load_config()
-    assert (c.host, c.port, c.engine, c.cache_connection) == ("127.0.0.1", 50051, "embedded", ":memory:")
+    assert (c.host, c.port, c.engine, c.cache_connection) == (
+        "127.0.0.1",
+        50051,
+        "embedded",
+        ":memory:",
+    )
     assert c.windows == DEFAULT_SIZES
     assert c.running_window == WindowSize.parse("5m")
     assert c.data_dir == Path("hyprstream-data")
@@ -40,8 +45,12 @@ def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:
 
 
 def test_credential_precedence_env_over_flags_over_uri() -> None:
-    flags = {"engine": "adbc", "engine_connection": "postgresql://u:p@db/m",
-             "engine_username": "flaguser", "engine_password": "flagpw"}
+    flags = {
+        "engine": "adbc",
+        "engine_connection": "postgresql://u:p@db/m",
+        "engine_username": "flaguser",
+        "engine_password": "flagpw",
+    }
     env = {"HYPRSTREAM_ENGINE_USERNAME": "envuser", "HYPRSTREAM_ENGINE_PASSWORD": "envpw"}
     c = load_config(flags=flags, environ=env)
     assert c.engine_username == "envuser"
@@ -53,8 +62,12 @@ def test_credential_precedence_env_over_flags_over_uri() -> None:
 
 def test_secrets_never_show(tmp_path: Path) -> None:
     c = load_config(
-        flags={"engine": "adbc", "engine_connection": "postgresql://me:hunter2@db/m?password=hunter3",
-               "engine_password": "hunter4", "engine_options": {"password": "hunter5"}}
+        flags={
+            "engine": "adbc",
+            "engine_connection": "postgresql://me:hunter2@db/m?password=hunter3",
+            "engine_password": "hunter4",
+            "engine_options": {"password": "hunter5"},
+        }
     )
     text = repr(c) + str(c.describe()) + str(c.engine_password) + f"{c.engine_password}"
     for secret in ("hunter2", "hunter3", "hunter4", "hunter5"):
@@ -66,10 +79,24 @@ def test_secrets_never_show(tmp_path: Path) -> None:
 def test_help_explains_every_flag_and_shows_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYPRSTREAM_ENGINE_PASSWORD", "hunter2")
     text = build_parser().format_help()
-    for flag in ("--host", "--port", "--data-dir", "--config", "--log-level", "--engine",
-                 "--engine-connection", "--engine-options", "--enable-cache", "--cache-engine",
-                 "--cache-connection", "--engine-username", "--engine-password", "--windows",
-                 "--running-window", "--allowed-lateness"):
+    for flag in (
+        "--host",
+        "--port",
+        "--data-dir",
+        "--config",
+        "--log-level",
+        "--engine",
+        "--engine-connection",
+        "--engine-options",
+        "--enable-cache",
+        "--cache-engine",
+        "--cache-connection",
+        "--engine-username",
+        "--engine-password",
+        "--windows",
+        "--running-window",
+        "--allowed-lateness",
+    ):
         assert flag in text
     parser = build_parser()
     undocumented = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
@@ -89,6 +116,7 @@ def test_help_explains_every_flag_and_shows_no_secret(monkeypatch: pytest.Monkey
         ({"windows": "5m,5m"}, "distinct"),
         ({"windows": "5m", "running_window": "1h"}, "running window"),
         ({"allowed_lateness": "soon"}, "invalid duration"),
+        ({"series_index": "maybe"}, "series index setting must be on or off"),
     ],
 )
 def test_bad_settings_are_named(flags: dict[str, object], match: str) -> None:
@@ -122,7 +150,10 @@ def test_durations() -> None:
     ("uri", "shown"),
     [
         ("postgresql://me:pw@host:5432/db", "postgresql://me:***@host:5432/db"),
-        ("postgresql://host/db?user=me&password=pw&pool_max=3", "postgresql://host/db?user=me&password=***&pool_max=3"),
+        (
+            "postgresql://host/db?user=me&password=pw&pool_max=3",
+            "postgresql://host/db?user=me&password=***&pool_max=3",
+        ),
         ("postgresql://host/db", "postgresql://host/db"),
     ],
 )
@@ -146,7 +177,12 @@ def test_config_is_immutable() -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [(None, ["1h", "1d"]), ("all", ["5m", "30m", "1h", "1d"]), ("none", []), ("5m,1d", ["5m", "1d"])],
+    [
+        (None, ["1h", "1d"]),
+        ("all", ["5m", "30m", "1h", "1d"]),
+        ("none", []),
+        ("5m,1d", ["5m", "1d"]),
+    ],
 )
 def test_quantile_windows(given: str | None, expected: list[str]) -> None:
     c = load_config(flags={"quantile_windows": given})
@@ -166,3 +202,12 @@ def test_retention_for_unknown_sizes_is_refused(tmp_path: Path) -> None:
         load_config(config_file=toml)
     toml.write_text('[windows]\nsizes = ["5m", "1h"]\nretention = { "5m" = "2h" }\n')
     assert load_config(config_file=toml).retention_for(WindowSize.parse("5m")) == 7_200_000_000
+
+
+def test_series_index_switch(tmp_path: Path) -> None:
+    assert load_config().series_index is True
+    assert load_config(flags={"series_index": "off"}).series_index is False
+    path = tmp_path / "hyprstream.toml"
+    path.write_text("[cache]\nseries_index = false\n", encoding="utf-8")
+    assert load_config(config_file=path).series_index is False
+    assert load_config(config_file=path, flags={"series_index": "on"}).series_index is True

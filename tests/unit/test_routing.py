@@ -7,7 +7,12 @@ from __future__ import annotations
 import pytest
 
 from hyprstream.errors import InvalidQuery
-from hyprstream.service._routing import analyse, forbidden_functions, to_backend_sql
+from hyprstream.service._routing import (
+    analyse,
+    forbidden_functions,
+    series_lookup,
+    to_backend_sql,
+)
 
 NOW = 1_800_000_000_000_000  # microseconds
 HOUR = 3_600_000_000
@@ -25,7 +30,10 @@ def test_tables_read_exclude_ctes() -> None:
         ("timestamp >= NOW() - INTERVAL '1 hour'", NOW - HOUR),
         ("timestamp > now() - INTERVAL 2 HOURS", NOW - 2 * HOUR),
         ("NOW() - INTERVAL '30 minutes' <= timestamp", NOW - HOUR // 2),
-        ("metric_id = 'x' AND (timestamp >= current_timestamp - INTERVAL '1 day')", NOW - 24 * HOUR),
+        (
+            "metric_id = 'x' AND (timestamp >= current_timestamp - INTERVAL '1 day')",
+            NOW - 24 * HOUR,
+        ),
         ("timestamp BETWEEN TIMESTAMPTZ '2027-01-15 08:00:00+00' AND NOW()", 1_800_000_000_000_000),
         ("timestamp >= '2027-01-15T08:00:00'", 1_800_000_000_000_000),
     ],
@@ -97,3 +105,76 @@ def test_postgres_translation_numbers_placeholders_and_aligns_time_buckets() -> 
 )
 def test_forbidden_backend_functions(sql: str, names: list[str]) -> None:
     assert forbidden_functions(sql) == names
+
+
+# -- CACHE-11: the one-metric lookups the series index answers ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "columns", "metric_id", "descending", "limit"),
+    [
+        (
+            "SELECT timestamp, value FROM metrics WHERE metric_id = ? ORDER BY timestamp",
+            ("timestamp", "value"),
+            None,
+            False,
+            None,
+        ),
+        ("SELECT * FROM metrics WHERE metric_id = 'a''b'", None, "a'b", False, None),
+        (
+            "SELECT m.\"Value\" AS v FROM metrics m WHERE ('x' = m.metric_id) "
+            "ORDER BY m.timestamp DESC LIMIT 3",
+            ("value",),
+            "x",
+            True,
+            3,
+        ),
+    ],
+)
+def test_series_lookups_are_recognised(
+    sql: str,
+    columns: tuple[str, ...] | None,
+    metric_id: str | None,
+    descending: bool,
+    limit: int | None,
+) -> None:
+    lookup = series_lookup(sql)
+    assert lookup is not None
+    assert (lookup.columns, lookup.metric_id, lookup.descending, lookup.limit) == (
+        columns,
+        metric_id,
+        descending,
+        limit,
+    )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT value FROM metrics WHERE metric_id = $1",  # numbered: DuckDB's business
+        "SELECT value FROM metrics WHERE metric_id = 'a' AND value > 1",
+        "SELECT value FROM metrics WHERE metric_id IN ('a', 'b')",
+        "SELECT value FROM metrics WHERE metric_id <> 'a'",
+        "SELECT value FROM metrics",
+        "SELECT DISTINCT value FROM metrics WHERE metric_id = 'a'",
+        "SELECT value + 1 FROM metrics WHERE metric_id = 'a'",
+        "SELECT count(*) FROM metrics WHERE metric_id = 'a'",
+        "SELECT value FROM metrics WHERE metric_id = 'a' ORDER BY value",
+        "SELECT value FROM metrics WHERE metric_id = 'a' ORDER BY timestamp, value",
+        "SELECT value FROM metrics WHERE metric_id = 'a' LIMIT 1 OFFSET 1",
+        "SELECT value FROM metrics WHERE metric_id = 'a' LIMIT ?",
+        "SELECT value AS timestamp FROM metrics WHERE metric_id = 'a' ORDER BY timestamp",
+        "SELECT value AS metric_id FROM metrics WHERE metric_id = 'a'",
+        "SELECT value FROM metrics JOIN other USING (metric_id) WHERE metric_id = 'a'",
+        "SELECT value FROM main.metrics WHERE metric_id = 'a'",
+        "SELECT o.value FROM metrics m WHERE metric_id = 'a'",
+        "SELECT *, value FROM metrics WHERE metric_id = 'a'",
+        "WITH x AS (SELECT 1) SELECT value FROM metrics WHERE metric_id = 'a'",
+        "SELECT value FROM metrics_5m WHERE metric_id = 'a'",
+        "SELECT value FROM (SELECT * FROM metrics) WHERE metric_id = 'a'",
+        "SELECT value FROM metrics WHERE metric_id = 'a' UNION ALL SELECT 1",
+        "not sql at all",
+    ],
+)
+def test_other_queries_are_not_series_lookups(sql: str) -> None:
+    assert series_lookup(sql) is None

@@ -1,0 +1,226 @@
+"""The series index: every hot sample, grouped by metric, for one-metric lookups (CACHE-11).
+
+DuckDB plans and scans for every query, so fetching one metric's samples costs about a
+millisecond however the table is laid out. The index keeps a second, columnar copy of the hot
+``metrics`` rows in *runs*, each sorted by ``(metric_id, timestamp)``, with the offsets of
+every metric's rows: a lookup is a binary search and a slice per run.
+
+Runs are merged as in a log-structured merge tree: a new batch becomes a run of its own, and
+the newest two runs are merged while the older one is at most ``merge_factor`` times larger,
+so there are O(log n) runs and each row is merged O(log n) times. A batch arrives sorted by
+``(metric_id, timestamp)`` (the service stores it so, late rows apart), and merging two sorted
+runs is a stable sort of their metric ranks (two ascending sequences: linear for numpy's
+timsort), so appends cost little beyond copying the rows.
+
+Eviction (``evict``) raises a watermark: lookups never return a row older than it, runs wholly
+older are dropped at once, and the rows of a run are rewritten without the evicted ones when
+they are at least an eighth of it (or when the run is merged).
+
+Not thread-safe for writers (the hot cache serialises them); readers may run concurrently
+with a writer: a lookup works on the immutable tuple of runs it read first.
+
+Pure: pyarrow and numpy only; no clock, no threads, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hyprstream.model import METRIC_ID, TIMESTAMP
+
+__all__ = ["SeriesIndex"]
+
+#: A partly evicted run is rewritten once at least this share of its rows is evicted.
+_REWRITE_SHARE = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    table: pa.Table  # the rows, sorted by (metric_id, timestamp)
+    keys: np.ndarray  # the distinct metric ids, sorted (numpy unicode)
+    offsets: np.ndarray  # int64, len(keys) + 1: rows of keys[i] are offsets[i]:offsets[i+1]
+    oldest_us: int
+    newest_us: int
+
+    @property
+    def rows(self) -> int:
+        return int(self.table.num_rows)
+
+    def ranks(self, keys: np.ndarray) -> np.ndarray:
+        """Each row's position of its metric in ``keys`` (a sorted superset of ours)."""
+        return np.repeat(np.searchsorted(keys, self.keys), np.diff(self.offsets))
+
+
+def _timestamps(table: pa.Table) -> np.ndarray:
+    chunks = table[TIMESTAMP]
+    column = chunks.chunk(0) if chunks.num_chunks == 1 else chunks.combine_chunks()
+    return np.asarray(column.cast(pa.int64()).to_numpy(zero_copy_only=False))
+
+
+def _unicode(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=str)
+
+
+def _run(table: pa.Table, ranks: np.ndarray, keys: np.ndarray, ts: np.ndarray) -> _Run | None:
+    """A run of ``table`` (already sorted), whose rows have metrics ``keys[ranks]``."""
+    if not table.num_rows:
+        return None
+    counts = np.bincount(ranks, minlength=len(keys))
+    present = counts > 0
+    offsets = np.zeros(int(present.sum()) + 1, dtype=np.int64)
+    np.cumsum(counts[present], out=offsets[1:])
+    return _Run(
+        table=table.combine_chunks(),
+        keys=keys[present],
+        offsets=offsets,
+        oldest_us=int(ts.min()),
+        newest_us=int(ts.max()),
+    )
+
+
+def _sorted(ranks: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """The order of rows by (rank, timestamp); ranks first stably sorted (cheap when the
+    input is made of sorted runs), then fully sorted only if timestamps went backwards."""
+    order = np.argsort(ranks, kind="stable")
+    r, t = ranks[order], ts[order]
+    if len(order) > 1 and bool(np.any((r[1:] == r[:-1]) & (t[1:] < t[:-1]))):
+        order = np.lexsort((ts, ranks))
+    return order
+
+
+class SeriesIndex:
+    """The hot ``metrics`` rows grouped by metric (see the module docstring)."""
+
+    def __init__(self, *, merge_factor: int = 4) -> None:
+        if merge_factor < 2:
+            raise ValueError("merge_factor must be at least 2")
+        self._merge_factor = merge_factor
+        self._runs: tuple[_Run, ...] = ()
+        self._watermark: int | None = None  # rows older than this are evicted
+        self._disabled = False  # a metric id the index cannot hold was appended
+
+    @property
+    def rows(self) -> int:
+        """Rows held, including evicted rows not yet rewritten away."""
+        return sum(r.rows for r in self._runs)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(r.table.nbytes + r.keys.nbytes + r.offsets.nbytes for r in self._runs)
+
+    @property
+    def runs(self) -> int:
+        return len(self._runs)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def append(self, rows: pa.Table) -> None:
+        """Add ``rows`` (the ``metrics`` columns; more columns than earlier rows is fine)."""
+        ts = _timestamps(rows)
+        if self._watermark is not None and len(ts) and int(ts.min()) < self._watermark:
+            keep = ts >= self._watermark
+            rows, ts = rows.filter(pa.array(keep)), ts[keep]
+        if not rows.num_rows:
+            return
+        if self._disabled:
+            return
+        ids = rows[METRIC_ID].combine_chunks()
+        encoded = ids.dictionary_encode()
+        if pc.any(pc.match_substring(encoded.dictionary, "\x00")).as_py():
+            # numpy's strings drop trailing NULs: such ids would collide. Leave them to DuckDB.
+            self._disabled = True
+            self._runs = ()
+            return
+        keys = _unicode(encoded.dictionary)
+        order_keys = np.argsort(keys, kind="stable")
+        keys = keys[order_keys]
+        # The dictionary's codes, renumbered to the sorted keys.
+        position = np.empty(len(order_keys), dtype=np.int64)
+        position[order_keys] = np.arange(len(order_keys))
+        ranks = position[np.asarray(encoded.indices.to_numpy(zero_copy_only=False))]
+        order = _sorted(ranks, ts)
+        if not np.array_equal(order, np.arange(len(order))):
+            rows = rows.take(pa.array(order))
+            ranks, ts = ranks[order], ts[order]
+        run = _run(rows, ranks, keys, ts)
+        if run is None:
+            return
+        runs = [*self._runs, run]
+        while len(runs) >= 2 and runs[-2].rows <= self._merge_factor * runs[-1].rows:
+            merged = self._merge(runs[-2], runs[-1])
+            runs[-2:] = [merged] if merged is not None else []
+        self._runs = tuple(runs)
+
+    def _merge(self, older: _Run, newer: _Run) -> _Run | None:
+        keys = np.union1d(older.keys, newer.keys)
+        ranks = np.concatenate((older.ranks(keys), newer.ranks(keys)))
+        table = pa.concat_tables([older.table, newer.table], promote_options="default")
+        ts = np.concatenate((_timestamps(older.table), _timestamps(newer.table)))
+        order = _sorted(ranks, ts)
+        if self._watermark is not None:
+            order = order[ts[order] >= self._watermark]
+        return _run(table.take(pa.array(order)), ranks[order], keys, ts[order])
+
+    def evict(self, before_us: int) -> None:
+        """Forget rows whose timestamp is before ``before_us``."""
+        if self._watermark is not None and before_us <= self._watermark:
+            return
+        self._watermark = before_us
+        runs: list[_Run] = []
+        for run in self._runs:
+            kept: _Run | None = run
+            if run.newest_us < before_us:
+                kept = None
+            elif run.oldest_us < before_us:
+                ts = _timestamps(run.table)
+                keep = ts >= before_us
+                if (len(keep) - int(keep.sum())) * _REWRITE_SHARE >= len(keep):
+                    ranks = run.ranks(run.keys)[keep]
+                    kept = _run(run.table.filter(pa.array(keep)), ranks, run.keys, ts[keep])
+            if kept is not None:
+                runs.append(kept)
+        self._runs = tuple(runs)
+
+    def clear(self) -> None:
+        self._runs = ()
+        self._watermark = None
+        self._disabled = False
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def series(self, metric_id: str, schema: pa.Schema) -> pa.Table | None:
+        """The rows of ``metric_id`` in timestamp order, with the columns of ``schema`` (the
+        hot table's: columns the rows predate are NULL); None if the index cannot answer."""
+        runs, watermark = self._runs, self._watermark
+        if self._disabled:
+            return None
+        pieces: list[pa.Table] = []
+        for run in runs:
+            i = int(np.searchsorted(run.keys, metric_id))
+            if i < len(run.keys) and run.keys[i] == metric_id:
+                start, stop = int(run.offsets[i]), int(run.offsets[i + 1])
+                pieces.append(_conform(run.table.slice(start, stop - start), schema))
+        if not pieces:
+            return schema.empty_table()
+        table = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+        ts = _timestamps(table)
+        if watermark is not None and len(ts) and int(ts.min()) < watermark:
+            keep = ts >= watermark
+            table, ts = table.filter(pa.array(keep)), ts[keep]
+        if len(pieces) > 1 and len(ts) > 1 and bool(np.any(ts[1:] < ts[:-1])):
+            table = table.take(pa.array(np.argsort(ts, kind="stable")))
+        return table
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    if table.schema.equals(schema):
+        return table
+    columns = [
+        table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -1,0 +1,262 @@
+"""CACHE-11: one-metric queries answered from the series index give DuckDB's answer exactly.
+
+Each query is run twice on the same node: through the service (which takes the index for the
+shapes it recognises) and straight on the DuckDB hot cache. Both answers must be equal, with
+the same Arrow schema, and the test checks that the index really answered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hyprstream.app import Node, start
+from hyprstream.backend import DuckDBHotCache
+from hyprstream.config import load_config
+from hyprstream.errors import HyprstreamError
+from hyprstream.model import TIMESTAMP_TYPE, metrics_schema
+from hyprstream.service._routing import series_lookup
+from tests.integration.conftest import connect_adbc, put
+
+pytestmark = pytest.mark.integration
+
+MINUTE_US = 60_000_000
+NAMES = ["cpu", "mem", "it's", "Cpu", "disk.io"]
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _batch(rng: np.random.Generator, rows: int, start_us: int, labels: bool) -> pa.Table:
+    ts = start_us + np.sort(rng.integers(0, 10 * MINUTE_US, rows))
+    columns: dict[str, Any] = {
+        "metric_id": pa.array(np.array(NAMES)[rng.integers(0, len(NAMES), rows)]),
+        "timestamp": pa.array(ts, TIMESTAMP_TYPE),
+        "value": rng.normal(0, 1, rows),
+    }
+    if labels:
+        columns["host"] = pa.array([f"h{i % 3}" for i in range(rows)])
+        columns["shard"] = pa.array(rng.integers(0, 4, rows), pa.int32())
+    return pa.table(columns)
+
+
+@pytest.fixture
+def loaded(node: Node) -> Node:
+    rng = np.random.default_rng(7)
+    start_us = _now_us() - 60 * MINUTE_US
+    put(node.port, _batch(rng, 300, start_us, labels=False))
+    put(node.port, _batch(rng, 300, start_us + 10 * MINUTE_US, labels=True))
+    # Late samples (inside the default lateness), in their own batch.
+    put(node.port, _batch(rng, 50, start_us + 5 * MINUTE_US, labels=True))
+    return node
+
+
+def _sorted(table: pa.Table) -> list[tuple[Any, ...]]:
+    return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
+
+
+CASES = [
+    (
+        "SELECT timestamp, value, value_running_window_avg FROM metrics "
+        "WHERE metric_id = ? ORDER BY timestamp",
+        ["cpu"],
+        True,
+    ),
+    ("SELECT * FROM metrics WHERE metric_id = 'cpu' ORDER BY timestamp", None, True),
+    ("SELECT * FROM metrics WHERE metric_id = 'it''s'", None, False),
+    (
+        "SELECT timestamp AS t, value AS v FROM metrics WHERE 'mem' = metric_id "
+        "ORDER BY timestamp DESC LIMIT 7",
+        None,
+        True,
+    ),
+    (
+        "SELECT m.value, host, shard FROM metrics AS m WHERE m.metric_id = ? ORDER BY timestamp",
+        ["disk.io"],
+        True,
+    ),
+    ("SELECT VALUE, Timestamp FROM metrics WHERE metric_id = 'Cpu' ORDER BY TIMESTAMP", None, True),
+    ("SELECT value FROM metrics WHERE metric_id = 'nothing' ORDER BY timestamp", None, True),
+    ("SELECT value FROM metrics WHERE metric_id = ? LIMIT 0", ["cpu"], True),
+    (
+        "SELECT metric_id, value_running_window_count FROM metrics WHERE (metric_id = 'cpu') "
+        "ORDER BY timestamp ASC LIMIT 1000",
+        None,
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "params", "ordered"), CASES)
+def test_the_index_answers_as_duckdb_does(
+    loaded: Node, sql: str, params: list[Any] | None, ordered: bool
+) -> None:
+    service = loaded.service
+    lookup = series_lookup(sql)
+    assert lookup is not None, "the shape should be recognised"
+    from_index = service._lookup(sql, lookup, params)
+    assert from_index is not None, "the index should have answered"
+    from_duckdb = service.cache.query(sql, params)
+    assert from_index.schema == from_duckdb.schema
+    assert from_index.num_rows == from_duckdb.num_rows
+    if ordered and "timestamp" in [n.lower() for n in from_duckdb.column_names]:
+        # Ties in time may come in any order; the time order itself must be the same.
+        name = next(n for n in from_duckdb.column_names if n.lower() == "timestamp")
+        assert from_index[name].to_pylist() == from_duckdb[name].to_pylist()
+    assert _sorted(from_index) == _sorted(from_duckdb)
+    # And the service's own answer is the index's.
+    assert service.query(sql, params).equals(from_index)
+
+
+def test_the_seed_point_query_over_adbc_reads_its_own_writes(loaded: Node) -> None:
+    sql = (
+        "SELECT timestamp, value, value_running_window_avg FROM metrics "
+        "WHERE metric_id = ? ORDER BY timestamp"
+    )
+    now = _now_us()
+    with connect_adbc(loaded.port) as conn, conn.cursor() as cur:
+        cur.execute(sql, ["fresh"])
+        assert cur.fetch_arrow_table().num_rows == 0
+        put(
+            loaded.port,
+            pa.table(
+                {
+                    "metric_id": ["fresh"] * 3,
+                    # One 5-minute window, a microsecond apart: running means 1, 1.5, 2.
+                    "timestamp": pa.array(
+                        [now - now % 300_000_000 + i for i in range(3)], TIMESTAMP_TYPE
+                    ),
+                    "value": [1.0, 2.0, 3.0],
+                }
+            ),
+        )
+        cur.execute(sql, ["fresh"])
+        got = cur.fetch_arrow_table()
+    assert got.column_names == ["timestamp", "value", "value_running_window_avg"]
+    assert got["value"].to_pylist() == [1.0, 2.0, 3.0]
+    assert got["value_running_window_avg"].to_pylist() == [1.0, 1.5, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT value FROM metrics WHERE metric_id = ?", [None]),
+        ("SELECT value FROM metrics WHERE metric_id = $1", ["cpu"]),
+        ("SELECT DISTINCT host FROM metrics WHERE metric_id = 'cpu'", None),
+        ("SELECT value FROM metrics WHERE metric_id = 'cpu' AND value > 0", None),
+        ("SELECT value AS timestamp FROM metrics WHERE metric_id = 'cpu' ORDER BY timestamp", None),
+    ],
+)
+def test_other_shapes_and_parameters_are_left_to_duckdb(
+    loaded: Node, sql: str, params: list[Any] | None
+) -> None:
+    service = loaded.service
+    lookup = series_lookup(sql)
+    assert lookup is None or service._lookup(sql, lookup, params) is None
+    assert _sorted(service.query(sql, params)) == _sorted(service.cache.query(sql, params))
+
+
+def test_a_parameter_that_is_not_text_gets_duckdbs_answer(loaded: Node) -> None:
+    sql = "SELECT value FROM metrics WHERE metric_id = ?"
+    lookup = series_lookup(sql)
+    assert lookup is not None
+    assert loaded.service._lookup(sql, lookup, [42]) is None
+    with pytest.raises(HyprstreamError, match="Could not convert string"):
+        loaded.service.query(sql, [42])
+
+
+def test_an_unknown_column_is_duckdbs_error(loaded: Node) -> None:
+    sql = "SELECT nope FROM metrics WHERE metric_id = 'cpu'"
+    assert series_lookup(sql) is not None
+    with pytest.raises(HyprstreamError, match="nope"):
+        loaded.service.query(sql)
+    # The server still answers.
+    assert loaded.service.query("SELECT value FROM metrics WHERE metric_id = 'cpu'").num_rows
+
+
+def test_a_label_added_after_a_query_is_seen_by_the_next(loaded: Node) -> None:
+    sql = "SELECT * FROM metrics WHERE metric_id = 'cpu' ORDER BY timestamp"
+    before = loaded.service.query(sql)
+    put(
+        loaded.port,
+        pa.table(
+            {
+                "metric_id": ["cpu"],
+                "timestamp": pa.array([_now_us()], TIMESTAMP_TYPE),
+                "value": [9.0],
+                "zone": ["eu"],
+            }
+        ),
+    )
+    after = loaded.service.query(sql)
+    assert after.column_names == [*before.column_names, "zone"]
+    assert after.num_rows == before.num_rows + 1
+    assert after["zone"].to_pylist()[-1] == "eu"
+    assert after.equals(loaded.service.cache.query(sql).sort_by("timestamp")) or _sorted(
+        after
+    ) == _sorted(loaded.service.cache.query(sql))
+
+
+@pytest.fixture
+def cache() -> Iterator[DuckDBHotCache]:
+    c = DuckDBHotCache(":memory:")
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _rows(metric: str, stamps: list[int]) -> pa.Table:
+    values = [float(s) for s in stamps]
+    return pa.table(
+        {
+            "metric_id": [metric] * len(stamps),
+            "timestamp": pa.array(stamps, TIMESTAMP_TYPE),
+            "value": values,
+            "value_running_window_sum": values,
+            "value_running_window_avg": values,
+            "value_running_window_count": pa.array([1] * len(stamps), pa.int64()),
+        },
+        schema=metrics_schema(),
+    )
+
+
+def test_evicted_samples_leave_the_index_with_the_table(cache: DuckDBHotCache) -> None:
+    cache.append(_rows("a", list(range(0, 100))))
+    cache.append(_rows("a", list(range(100, 120))))
+    cache.evict_samples(10)
+    got = cache.series("a")
+    assert got is not None
+    expected = cache.query("SELECT * FROM metrics WHERE metric_id = 'a' ORDER BY timestamp")
+    assert got.column_names == expected.column_names
+    assert got.to_pylist() == expected.to_pylist()
+    assert got.num_rows == 110
+
+
+def test_with_the_index_off_every_query_goes_to_duckdb() -> None:
+    n = start(load_config(flags={"engine": "memory", "port": 0, "series_index": "off"}))
+    try:
+        put(
+            n.port,
+            pa.table(
+                {
+                    "metric_id": ["a"],
+                    "timestamp": pa.array([_now_us()], TIMESTAMP_TYPE),
+                    "value": [1.0],
+                }
+            ),
+        )
+        assert n.service.cache.series("a") is None
+        sql = "SELECT value FROM metrics WHERE metric_id = 'a'"
+        lookup = series_lookup(sql)
+        assert lookup is not None
+        assert n.service._lookup(sql, lookup, None) is None
+        assert n.service.query(sql)["value"].to_pylist() == [1.0]
+    finally:
+        n.shutdown()

@@ -1,0 +1,99 @@
+"""The series index (CACHE-11): the cases the property test reaches only by luck."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from hyprstream.backend._series import SeriesIndex
+from hyprstream.model import TIMESTAMP_TYPE, metrics_schema
+
+SCHEMA = metrics_schema()
+
+
+def _rows(metric_ids: list[str], stamps: list[int]) -> pa.Table:
+    values = [float(t) for t in stamps]
+    return pa.table(
+        {
+            "metric_id": pa.array(metric_ids, pa.utf8()),
+            "timestamp": pa.array(stamps, pa.int64()).cast(TIMESTAMP_TYPE),
+            "value": values,
+            "value_running_window_sum": values,
+            "value_running_window_avg": values,
+            "value_running_window_count": pa.array([1] * len(stamps), pa.int64()),
+        },
+        schema=SCHEMA,
+    )
+
+
+def _stamps(index: SeriesIndex, metric: str) -> list[int]:
+    table = index.series(metric, SCHEMA)
+    assert table is not None
+    return table["timestamp"].cast(pa.int64()).to_pylist()
+
+
+def test_a_partly_evicted_run_is_filtered_on_lookup_before_it_is_rewritten() -> None:
+    index = SeriesIndex()
+    index.append(_rows(["m"] * 100, list(range(100))))
+    index.evict(5)  # 5 of 100 rows: below the share that rewrites the run
+    assert index.rows == 100
+    assert _stamps(index, "m") == list(range(5, 100))
+    index.evict(50)  # now rewritten without them
+    assert index.rows == 50
+    assert _stamps(index, "m") == list(range(50, 100))
+
+
+def test_rows_older_than_the_watermark_are_not_taken_in() -> None:
+    index = SeriesIndex()
+    index.evict(10)
+    index.append(_rows(["m", "m", "m"], [9, 10, 11]))
+    assert _stamps(index, "m") == [10, 11]
+
+
+def test_late_rows_across_runs_come_back_in_time_order() -> None:
+    index = SeriesIndex(merge_factor=2)
+    index.append(_rows(["m"] * 8, list(range(10, 18))))
+    index.append(_rows(["m", "n"], [3, 4]))  # late, in a run that is not merged yet
+    assert index.runs == 2
+    assert _stamps(index, "m") == [3, *range(10, 18)]
+    index.append(_rows(["m", "m"], [5, 1]))  # unsorted within the batch; merges
+    assert _stamps(index, "m") == [1, 3, 5, *range(10, 18)]
+    assert _stamps(index, "n") == [4]
+
+
+def test_runs_merge_to_a_logarithmic_number() -> None:
+    index = SeriesIndex(merge_factor=2)
+    for start in range(0, 1024, 8):
+        index.append(_rows(["a", "b"] * 4, list(range(start, start + 8))))
+    assert index.rows == 1024
+    assert index.runs <= 11
+    assert _stamps(index, "a") == list(range(0, 1024, 2))
+
+
+def test_unknown_metric_is_an_empty_table_with_the_schema() -> None:
+    index = SeriesIndex()
+    assert index.series("m", SCHEMA) == SCHEMA.empty_table()
+    index.append(_rows(["m"], [1]))
+    assert index.series("x", SCHEMA) == SCHEMA.empty_table()
+
+
+def test_ids_with_nul_characters_turn_the_index_off() -> None:
+    # numpy strings drop trailing NULs, so "m\\0" and "m" would share a key.
+    index = SeriesIndex()
+    index.append(_rows(["m"], [1]))
+    index.append(_rows(["m\x00"], [2]))
+    assert index.series("m", SCHEMA) is None
+    index.clear()
+    index.append(_rows(["m"], [3]))
+    assert _stamps(index, "m") == [3]
+
+
+def test_columns_added_later_are_null_for_older_rows() -> None:
+    labelled = metrics_schema([pa.field("host", pa.utf8())])
+    index = SeriesIndex()
+    index.append(_rows(["m"], [1]))
+    newer = _rows(["m"], [2]).append_column("host", pa.array(["h"], pa.utf8()))
+    index.append(newer)
+    table = index.series("m", labelled)
+    assert table is not None
+    assert table.schema == labelled
+    assert table["host"].to_pylist() == [None, "h"]
