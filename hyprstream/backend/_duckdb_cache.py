@@ -314,6 +314,18 @@ class DuckDBHotCache:
             log.error("the series index failed and is turned off: %s", exc)
             self._series = None
 
+    def compact_series(self) -> bool:
+        """One compaction step of the series index (CACHE-11); whether it merged runs."""
+        merged = False
+
+        def step(index: SeriesIndex) -> None:
+            nonlocal merged
+            merged = index.compact()
+
+        with self._samples_lock:
+            self._index(step)
+        return merged
+
     def series(self, metric_id: str) -> pa.Table | None:
         """The hot rows of ``metric_id`` in timestamp order, with every ``metrics`` column,
         from the series index (CACHE-11); None when the index is off."""

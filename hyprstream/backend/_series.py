@@ -3,14 +3,19 @@
 DuckDB plans and scans for every query, so fetching one metric's samples costs about a
 millisecond however the table is laid out. The index keeps a second, columnar copy of the hot
 ``metrics`` rows in *runs*, each sorted by ``(metric_id, timestamp)``, with the offsets of
-every metric's rows: a lookup is a binary search and a slice per run.
+every metric's rows: a lookup is a binary search and a slice per run. Runs do not store
+``metric_id`` (a run's keys and offsets say it); a lookup repeats its one value.
 
-Runs are merged as in a log-structured merge tree: a new batch becomes a run of its own, and
-the newest two runs are merged while the older one is at most ``merge_factor`` times larger,
-so there are O(log n) runs and each row is merged O(log n) times. A batch arrives sorted by
-``(metric_id, timestamp)`` (the service stores it so, late rows apart), and merging two sorted
-runs is a stable sort of their metric ranks (two ascending sequences: linear for numpy's
-timsort), so appends cost little beyond copying the rows.
+A batch becomes a run of its own (it arrives sorted by ``(metric_id, timestamp)``, late rows
+apart, so this is cheap). Runs are merged as in a log-structured merge tree: ``compact``
+merges, in one k-way merge, the longest suffix of runs in which each run is at most
+``merge_factor`` times as large as all the runs after it together, so sizes stay geometric:
+O(log n) runs and each row merged O(log n) times. Merging sorted runs is a stable sort of
+their metric ranks (ascending sequences: numpy's timsort merges them), then one ``take`` of
+the fixed-width columns. The hot cache compacts when its writer is idle; ``append`` compacts
+only once more than ``max_runs`` runs have piled up, so bursts of ingest pay little. Runs of
+``max_run_rows`` rows or more are not merged again, which bounds the cost of one compaction;
+lookups then visit one run per ``max_run_rows`` rows.
 
 Eviction (``evict``) raises a watermark: lookups never return a row older than it, runs wholly
 older are dropped at once, and the rows of a run are rewritten without the evicted ones when
@@ -24,6 +29,7 @@ Pure: pyarrow and numpy only; no clock, no threads, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +46,7 @@ _REWRITE_SHARE = 8
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    table: pa.Table  # the rows, sorted by (metric_id, timestamp)
+    table: pa.Table  # the rows without metric_id, sorted by (metric_id, timestamp)
     keys: np.ndarray  # the distinct metric ids, sorted (numpy unicode)
     offsets: np.ndarray  # int64, len(keys) + 1: rows of keys[i] are offsets[i]:offsets[i+1]
     oldest_us: int
@@ -95,10 +101,14 @@ def _sorted(ranks: np.ndarray, ts: np.ndarray) -> np.ndarray:
 class SeriesIndex:
     """The hot ``metrics`` rows grouped by metric (see the module docstring)."""
 
-    def __init__(self, *, merge_factor: int = 4) -> None:
-        if merge_factor < 2:
-            raise ValueError("merge_factor must be at least 2")
+    def __init__(
+        self, *, merge_factor: int = 4, max_runs: int = 32, max_run_rows: int = 1 << 22
+    ) -> None:
+        if merge_factor < 2 or max_runs < 2 or max_run_rows < 1:
+            raise ValueError("merge_factor and max_runs must be at least 2, max_run_rows 1")
         self._merge_factor = merge_factor
+        self._max_runs = max_runs
+        self._max_run_rows = max_run_rows
         self._runs: tuple[_Run, ...] = ()
         self._watermark: int | None = None  # rows older than this are evicted
         self._disabled = False  # a metric id the index cannot hold was appended
@@ -120,16 +130,15 @@ class SeriesIndex:
 
     def append(self, rows: pa.Table) -> None:
         """Add ``rows`` (the ``metrics`` columns; more columns than earlier rows is fine)."""
+        if self._disabled:
+            return
         ts = _timestamps(rows)
         if self._watermark is not None and len(ts) and int(ts.min()) < self._watermark:
             keep = ts >= self._watermark
             rows, ts = rows.filter(pa.array(keep)), ts[keep]
         if not rows.num_rows:
             return
-        if self._disabled:
-            return
-        ids = rows[METRIC_ID].combine_chunks()
-        encoded = ids.dictionary_encode()
+        encoded = rows[METRIC_ID].combine_chunks().dictionary_encode()
         if pc.any(pc.match_substring(encoded.dictionary, "\x00")).as_py():
             # numpy's strings drop trailing NULs: such ids would collide. Leave them to DuckDB.
             self._disabled = True
@@ -142,6 +151,7 @@ class SeriesIndex:
         position = np.empty(len(order_keys), dtype=np.int64)
         position[order_keys] = np.arange(len(order_keys))
         ranks = position[np.asarray(encoded.indices.to_numpy(zero_copy_only=False))]
+        rows = rows.drop_columns([METRIC_ID])
         order = _sorted(ranks, ts)
         if not np.array_equal(order, np.arange(len(order))):
             rows = rows.take(pa.array(order))
@@ -149,17 +159,40 @@ class SeriesIndex:
         run = _run(rows, ranks, keys, ts)
         if run is None:
             return
-        runs = [*self._runs, run]
-        while len(runs) >= 2 and runs[-2].rows <= self._merge_factor * runs[-1].rows:
-            merged = self._merge(runs[-2], runs[-1])
-            runs[-2:] = [merged] if merged is not None else []
-        self._runs = tuple(runs)
+        self._runs = (*self._runs, run)
+        while len(self._runs) > self._max_runs and self.compact(force=True):
+            pass
 
-    def _merge(self, older: _Run, newer: _Run) -> _Run | None:
-        keys = np.union1d(older.keys, newer.keys)
-        ranks = np.concatenate((older.ranks(keys), newer.ranks(keys)))
-        table = pa.concat_tables([older.table, newer.table], promote_options="default")
-        ts = np.concatenate((_timestamps(older.table), _timestamps(newer.table)))
+    def compact(self, *, force: bool = False) -> bool:
+        """Merge the runs that are due (see the module docstring); with ``force``, also one
+        run more than due, to bring the number of runs down. Whether any were merged."""
+        runs = self._runs
+        total = 0
+        start = len(runs)
+        for i in range(len(runs) - 1, -1, -1):
+            run = runs[i]
+            if run.rows >= self._max_run_rows:
+                break
+            due = start == len(runs) or run.rows <= self._merge_factor * total
+            if not due and not force:
+                break
+            total += run.rows
+            start = i
+            if not due:
+                break  # forced: one run more than due
+        if len(runs) - start < 2:
+            return False
+        merged = self._merge(runs[start:])
+        self._runs = (*runs[:start], *([merged] if merged is not None else []))
+        return True
+
+    def _merge(self, runs: Sequence[_Run]) -> _Run | None:
+        keys = runs[0].keys
+        for run in runs[1:]:
+            keys = np.union1d(keys, run.keys)
+        ranks = np.concatenate([run.ranks(keys) for run in runs])
+        table = pa.concat_tables([run.table for run in runs], promote_options="default")
+        ts = np.concatenate([_timestamps(run.table) for run in runs])
         order = _sorted(ranks, ts)
         if self._watermark is not None:
             order = order[ts[order] >= self._watermark]
@@ -213,12 +246,13 @@ class SeriesIndex:
             table, ts = table.filter(pa.array(keep)), ts[keep]
         if len(pieces) > 1 and len(ts) > 1 and bool(np.any(ts[1:] < ts[:-1])):
             table = table.take(pa.array(np.argsort(ts, kind="stable")))
-        return table
+        ids = pa.repeat(pa.scalar(metric_id, schema.field(METRIC_ID).type), table.num_rows)
+        return table.set_column(schema.get_field_index(METRIC_ID), schema.field(METRIC_ID), ids)
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    if table.schema.equals(schema):
-        return table
+    """``table`` (a run's rows, without metric_id) with the columns of ``schema``; its
+    metric_id column is a placeholder the caller fills."""
     columns = [
         table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
         for f in schema

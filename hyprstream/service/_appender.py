@@ -3,12 +3,14 @@
 DuckDB appends without holding the GIL, so while one batch is appended here the next is
 validated and planned on the ingest thread. When batches queue up, the thread takes all that
 are waiting and appends them in one transaction: a commit costs several milliseconds however
-many rows it covers. Evictions run between appends, in the order they were asked for.
+many rows it covers. Evictions and window-table writes (``call``) run between appends, in the
+order they were asked for.
 
-The thread also keeps ``metrics`` in its clustered order (spec/cache.md, CACHE-10): once it
-has had nothing to do for ``idle_s``, it rewrites the table if enough has changed, and new
-work arriving abandons that rewrite at once; under continuous load it rewrites only when the
-table has grown threefold since its last rewrite (later appends then wait for it).
+Once it has had nothing to do for ``idle_s``, the thread merges the series index's runs
+(spec/cache.md, CACHE-11) and keeps ``metrics`` in its clustered order (CACHE-10): it
+rewrites the table if enough has changed, and new work arriving abandons that rewrite at once;
+under continuous load it rewrites only when the table has grown threefold since its last
+rewrite (later appends then wait for it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import TypeAlias
 
 import pyarrow as pa
 
@@ -29,7 +32,8 @@ __all__ = ["Appender"]
 
 log = logging.getLogger("hyprstream.service")
 
-_Task = tuple[pa.Table | int, "Future[None]"]
+_Work: TypeAlias = "pa.Table | int | Callable[[], None]"
+_Task = tuple[_Work, "Future[None]"]
 
 
 class Appender:
@@ -51,7 +55,11 @@ class Appender:
         """Delete hot samples older than ``before_us``, after the appends submitted so far."""
         return self._put(before_us)
 
-    def _put(self, work: pa.Table | int) -> Future[None]:
+    def call(self, action: Callable[[], None]) -> Future[None]:
+        """Run ``action`` (a write to the hot cache) after the work submitted so far."""
+        return self._put(action)
+
+    def _put(self, work: _Work) -> Future[None]:
         self._cache.interrupt_rewrite()
         future: Future[None] = Future()
         self._last = future
@@ -79,6 +87,7 @@ class Appender:
                 try:
                     item = self._queue.get(timeout=self._idle_s)
                 except queue.Empty:  # idle (rows may also have come in around us: warm start)
+                    self._compact()
                     self._rewrite(idle=True)
                     continue
             if item is None:
@@ -87,6 +96,9 @@ class Appender:
             if isinstance(work, int):
                 self._do(future, functools.partial(self._cache.evict_samples, work))
                 continue
+            if not isinstance(work, pa.Table):
+                self._do(future, work)
+                continue
             group: list[tuple[pa.Table, Future[None]]] = [(work, future)]
             rows = work.num_rows
             while rows < self._MAX_ROWS:
@@ -94,8 +106,8 @@ class Appender:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if more is None or isinstance(more[0], int):
-                    pending.append(more)  # a stop or an eviction ends the group, runs next
+                if more is None or not isinstance(more[0], pa.Table):
+                    pending.append(more)  # anything but an append ends the group, runs next
                     break
                 group.append((more[0], more[1]))
                 rows += more[0].num_rows
@@ -111,6 +123,14 @@ class Appender:
                 for _, f in group:
                     f.set_result(None)
                 self._rewrite(idle=False)
+
+    def _compact(self) -> None:
+        """Merge the series index's runs while there is nothing else to do (CACHE-11)."""
+        try:
+            while self._queue.empty() and self._cache.compact_series():
+                pass
+        except Exception as exc:  # an optimisation too: never fail for it
+            log.warning("could not compact the series index: %s", exc)
 
     def _rewrite(self, *, idle: bool) -> None:
         try:

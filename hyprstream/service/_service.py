@@ -169,6 +169,7 @@ class Hyprstream:
         self._closed: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
         self._evict: dict[WindowSize, int] = {}
         self._appender = Appender(cache)
+        self._windows_written: Future[None] | None = None  # the latest window-table write
         self._acks: dict[str, tuple[BatchAck, int]] = {}  # batch id -> (ack, committed at)
         #: The hot cache holds every sample at or after this instant (None: every sample).
         self._complete_since: int | None = None
@@ -252,7 +253,9 @@ class Hyprstream:
                     {s: stream_time - self.store.retention_us[s] for s in self.store.sizes}
                 )
             self._dirty.update((size, start) for size, start, _ in self.store.iter_open())
-            self._flush_windows()
+            written = self._flush_windows()
+            if written is not None:
+                written.result()
             horizon = now - self.options.batch_id_horizon_us
             self._acks = {k: (ack, now) for k, ack in self.backend.batch_acks(horizon).items()}
             # If the backend holds samples older than the hot horizon, they were left out.
@@ -404,10 +407,12 @@ class Hyprstream:
         for size, cutoff in changes.evict_before.items():
             self._evict[size] = max(cutoff, self._evict.get(size, cutoff))
 
-    def _flush_windows(self) -> None:
-        """Bring the hot cache's window table up to date with the store (under the lock)."""
+    def _flush_windows(self) -> Future[None] | None:
+        """Hand the window changes since the last flush to the appender thread, which writes
+        them to the hot cache's window tables after the appends before them (under the lock).
+        Returns the future of the latest window write (None: there never was one)."""
         if not (self._dirty or self._closed or self._evict):
-            return
+            return self._windows_written
         opened: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
         for size, start in self._dirty:
             block = self.store.open_blocks(size).get(start)
@@ -421,17 +426,22 @@ class Hyprstream:
                 "window_start": pa.array([start for _, start in named], TIMESTAMP_TYPE),
             }
         )
-        self.cache.update_windows(
-            keys,
-            self._window_rows(opened, self._metrics.names_array()),
-            self._window_rows(self._closed, self._metrics.names_array()),
-        )
-        for size, cutoff in self._evict.items():
-            self.cache.evict_windows(size.label, cutoff)
-        self.cache.compact_windows()
+        open_rows = self._window_rows(opened, self._metrics.names_array())
+        closed_rows = self._window_rows(self._closed, self._metrics.names_array())
+        evictions = [(size.label, cutoff) for size, cutoff in self._evict.items()]
+        cache = self.cache
+
+        def write() -> None:
+            cache.update_windows(keys, open_rows, closed_rows)
+            for label, cutoff in evictions:
+                cache.evict_windows(label, cutoff)
+            cache.compact_windows()
+
         self._dirty.clear()
         self._closed.clear()
         self._evict.clear()
+        self._windows_written = self._appender.call(write)
+        return self._windows_written
 
     @staticmethod
     def _window_rows(
@@ -479,9 +489,13 @@ class Hyprstream:
     # -- queries ---------------------------------------------------------------------------
 
     def _prepare_read(self) -> None:
+        """Make the window tables show every acknowledged sample (CACHE-9)."""
         if self._dirty or self._closed or self._evict:
             with self._lock:
                 self._flush_windows()
+        written = self._windows_written
+        if written is not None:
+            written.result()  # a failed write fails the read, as when it ran here
 
     def _on_backend(self, sql: str) -> frozenset[str] | None:
         """The tables ``sql`` reads if it must go to the backend, or None for the hot cache."""

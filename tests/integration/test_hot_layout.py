@@ -124,7 +124,9 @@ def test_an_idle_rewrite_gives_way_to_new_work(cache: DuckDBHotCache) -> None:
     cache.interrupt_rewrite()
     worker.join(30)
     assert done == [False]  # abandoned: nothing changed
-    assert cache.query("SELECT count(*) AS n, sum(epoch_us(timestamp)) AS s FROM metrics").equals(before)
+    assert cache.query("SELECT count(*) AS n, sum(epoch_us(timestamp)) AS s FROM metrics").equals(
+        before
+    )
     cache.append(batch(10, 3, 99, END_US, END_US + 1_000))  # the connection still works
     assert cache.query("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 4_000_010}]
     assert cache.rewrite_wanted(idle=True)  # still due, for the next idle moment
@@ -177,3 +179,49 @@ def test_a_hot_cache_in_a_file_starts_empty(tmp_path: Path) -> None:
         assert left.to_pylist() == [{"n": 0}]
     finally:
         again.close()
+
+
+def test_calls_run_in_order_with_appends_and_report_their_failure(cache: DuckDBHotCache) -> None:
+    # Window-table writes go through the appender: they must see the appends queued before
+    # them, and a failing one must fail its own future, not the appends after it.
+    appender = Appender(cache)
+    try:
+        seen: list[int] = []
+
+        def count() -> None:
+            seen.append(int(cache.query("SELECT count(*) FROM metrics").column(0)[0].as_py()))
+
+        def fail() -> None:
+            raise RuntimeError("window write failed")
+
+        first = appender.submit(batch(100, 5, 1, END_US - HOUR_US, END_US))
+        counted = appender.call(count)
+        failed = appender.call(fail)
+        second = appender.submit(batch(50, 5, 2, END_US - HOUR_US, END_US))
+        counted_again = appender.call(count)
+        for future in (first, counted, second, counted_again):
+            future.result(timeout=30)
+        with pytest.raises(RuntimeError, match="window write failed"):
+            failed.result(timeout=30)
+        assert seen == [100, 150]
+    finally:
+        appender.close()
+
+
+def test_the_series_index_is_compacted_in_idle_time(cache: DuckDBHotCache) -> None:
+    appender = Appender(cache, idle_s=0.02)
+    try:
+        for seed in range(6):
+            appender.submit(batch(200, 10, seed, END_US - HOUR_US, END_US)).result(timeout=30)
+        index = cache._series
+        assert index is not None
+        deadline = time.monotonic() + 30
+        while index.runs > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert index.runs == 1
+        got = cache.series("m003")
+        expected = cache.query("SELECT * FROM metrics WHERE metric_id = 'm003' ORDER BY timestamp")
+        assert got is not None
+        assert got.to_pylist() == expected.to_pylist()
+    finally:
+        appender.close()

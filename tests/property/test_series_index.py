@@ -26,6 +26,7 @@ _row = st.tuples(
 )
 _append = st.tuples(st.just("append"), st.lists(_row, min_size=0, max_size=40), st.booleans())
 _evict = st.tuples(st.just("evict"), st.integers(min_value=0, max_value=55), st.just(False))
+_compact = st.tuples(st.just("compact"), st.none(), st.just(False))
 
 
 def _table(rows: list[tuple[str, int, float]], with_label: bool, serial: int) -> pa.Table:
@@ -51,13 +52,15 @@ def _key(row: dict[str, object]) -> tuple[object, ...]:
 
 
 @given(
-    steps=st.lists(st.one_of(_append, _append, _evict), min_size=1, max_size=25),
+    steps=st.lists(st.one_of(_append, _append, _evict, _compact), min_size=1, max_size=25),
     merge_factor=st.sampled_from([2, 4]),
+    max_runs=st.sampled_from([2, 3, 32]),
+    max_run_rows=st.sampled_from([16, 1 << 22]),
 )
 def test_lookups_match_the_rows_appended_and_not_evicted(
-    steps: list[tuple[str, object, bool]], merge_factor: int
+    steps: list[tuple[str, object, bool]], merge_factor: int, max_runs: int, max_run_rows: int
 ) -> None:
-    index = SeriesIndex(merge_factor=merge_factor)
+    index = SeriesIndex(merge_factor=merge_factor, max_runs=max_runs, max_run_rows=max_run_rows)
     everything: list[dict[str, object]] = []
     watermark: int | None = None
     labelled = False
@@ -70,6 +73,8 @@ def test_lookups_match_the_rows_appended_and_not_evicted(
             serial += table.num_rows
             index.append(table)
             everything.extend(table.to_pylist())
+        elif kind == "compact":
+            index.compact()
         else:
             assert isinstance(payload, int)
             index.evict(payload)
@@ -89,6 +94,10 @@ def test_lookups_match_the_rows_appended_and_not_evicted(
                 and (watermark is None or r["timestamp"].timestamp() * 1e6 >= watermark)  # type: ignore[attr-defined]
             ]
             assert sorted(got_rows, key=_key) == sorted(expected, key=_key)  # type: ignore[arg-type]
-    # Runs stay few: O(log rows) for the merge factor.
-    if index.rows:
-        assert index.runs <= 2 + merge_factor * int(np.log2(index.rows + 1))
+    # Runs stay few: at most max_runs, and O(log rows) right after a compaction (when no run
+    # is too large to merge).
+    capped = sum(1 for run in index._runs if run.rows >= max_run_rows)
+    assert index.runs <= max_runs + capped
+    index.compact()
+    if index.rows and max_run_rows > index.rows:
+        assert index.runs <= 1 + int(np.log2(index.rows + 1))

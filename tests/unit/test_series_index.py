@@ -61,12 +61,36 @@ def test_late_rows_across_runs_come_back_in_time_order() -> None:
 
 
 def test_runs_merge_to_a_logarithmic_number() -> None:
-    index = SeriesIndex(merge_factor=2)
+    index = SeriesIndex(merge_factor=2, max_runs=32)
     for start in range(0, 1024, 8):
         index.append(_rows(["a", "b"] * 4, list(range(start, start + 8))))
+        assert index.runs <= 32  # appends merge only once runs pile up beyond max_runs
     assert index.rows == 1024
+    assert index.compact()
+    while index.compact():
+        pass
     assert index.runs <= 11
     assert _stamps(index, "a") == list(range(0, 1024, 2))
+
+
+def test_a_burst_of_appends_is_not_merged_until_compaction() -> None:
+    index = SeriesIndex(max_runs=32)
+    for start in range(0, 80, 8):
+        index.append(_rows(["a"] * 8, list(range(start, start + 8))))
+    assert index.runs == 10
+    assert index.compact()
+    assert index.runs == 1
+    assert not index.compact()
+    assert _stamps(index, "a") == list(range(80))
+
+
+def test_runs_at_the_size_cap_are_not_merged_again() -> None:
+    index = SeriesIndex(max_runs=2, max_run_rows=16)
+    for start in range(0, 64, 16):
+        index.append(_rows(["a"] * 16, list(range(start, start + 16))))
+    assert index.runs == 4  # each run is at the cap
+    assert not index.compact(force=True)
+    assert _stamps(index, "a") == list(range(64))
 
 
 def test_unknown_metric_is_an_empty_table_with_the_schema() -> None:
