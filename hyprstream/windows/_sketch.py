@@ -51,6 +51,17 @@ def keys_of(values: np.ndarray) -> np.ndarray:
     return np.where(indexable, keys, 0).astype(np.int32)
 
 
+def _reduce(packed: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``packed`` entries with equal ones added up: unique entries and their counts."""
+    if not len(packed):
+        return packed, counts
+    runs = np.concatenate(([0], np.flatnonzero(packed[1:] != packed[:-1]) + 1))
+    if len(runs) == len(packed):
+        return packed, counts
+    summed: np.ndarray = np.add.reduceat(counts, runs)
+    return packed[runs], summed
+
+
 def value_of(keys: np.ndarray) -> np.ndarray:
     """The representative value of each bucket key."""
     index = np.abs(keys).astype(np.float64) - _BIAS
@@ -74,6 +85,7 @@ class Sketches:
     offsets: np.ndarray
     keys: np.ndarray
     counts: np.ndarray
+    compact: bool = False
 
     def __len__(self) -> int:
         return len(self.code)
@@ -87,28 +99,48 @@ class Sketches:
         """Raw sketches: metric ``code[i]`` saw the keys ``keys[offsets[i]:offsets[i+1]]``."""
         return cls(code, offsets, keys, np.ones(len(keys), np.int64))
 
+    def _packed(self) -> np.ndarray:
+        """One int64 per entry, ordered like (metric, bucket)."""
+        code = np.repeat(self.code.astype(np.int64), np.diff(self.offsets))
+        packed: np.ndarray = (code << 32) | (self.keys.astype(np.int64) + (1 << 31))
+        return packed
+
     @staticmethod
     def merge(parts: list[Sketches]) -> Sketches:
-        """All parts added together, compacted (unique ascending keys per metric)."""
+        """All parts added together, compacted (unique ascending keys per metric).
+
+        Raw parts are sorted together (a plain sort when every count is 1, which numpy does
+        with SIMD), then merged with the compact parts, which are sorted already: a stable
+        sort of sorted runs is a linear merge for numpy's timsort."""
         parts = [p for p in parts if len(p)]
         if not parts:
             empty = np.zeros(0, np.int64)
-            return Sketches(empty, np.zeros(1, np.int64), np.zeros(0, np.int32), empty)
-        code = np.concatenate([np.repeat(p.code, np.diff(p.offsets)) for p in parts])
-        keys = np.concatenate([p.keys for p in parts])
-        counts = np.concatenate([p.counts for p in parts])
-        # One int64 per (metric, bucket), ordered like the pair: one sort instead of a lexsort.
-        packed = (code.astype(np.int64) << 32) | (keys.astype(np.int64) + (1 << 31))
-        order = np.argsort(packed, kind="stable")
-        packed, counts = packed[order], counts[order]
-        runs = np.concatenate(([0], np.flatnonzero(packed[1:] != packed[:-1]) + 1))
-        counts = np.add.reduceat(counts, runs)
-        packed = packed[runs]
+            return Sketches(
+                empty, np.zeros(1, np.int64), np.zeros(0, np.int32), empty, compact=True
+            )
+        runs = [(p._packed(), p.counts) for p in parts if p.compact]
+        raw = [p for p in parts if not p.compact]
+        if raw:
+            packed = np.concatenate([p._packed() for p in raw])
+            counts = np.concatenate([p.counts for p in raw])
+            if bool(np.all(counts == 1)):
+                packed = np.sort(packed)
+            else:
+                order = np.argsort(packed)
+                packed, counts = packed[order], counts[order]
+            runs.append(_reduce(packed, counts))
+        if len(runs) == 1:
+            packed, counts = runs[0]
+        else:
+            packed = np.concatenate([r[0] for r in runs])
+            counts = np.concatenate([r[1] for r in runs])
+            order = np.argsort(packed, kind="stable")
+            packed, counts = _reduce(packed[order], counts[order])
         code = packed >> 32
         keys = ((packed & 0xFFFFFFFF) - (1 << 31)).astype(np.int32)
         row_start = np.concatenate(([0], np.flatnonzero(code[1:] != code[:-1]) + 1))
         offsets = np.append(row_start, len(code)).astype(np.int64)
-        return Sketches(code[row_start], offsets, keys, counts)
+        return Sketches(code[row_start], offsets, keys, counts, compact=True)
 
     def quantiles(self, qs: tuple[float, ...] = QUANTILES) -> np.ndarray:
         """``(len(self), len(qs))`` estimates; the sketches must be compact."""
