@@ -123,7 +123,7 @@ class Config:
     cache_ttl_us: int = 60_000_000
     cache_max_bytes: int = 256 * 1024**2
     #: Keep the series index (CACHE-11): one-metric lookups without DuckDB, a second copy
-    #: of the hot samples in memory.
+    #: of the hot samples and closed windows in memory.
     series_index: bool = True
     windows: tuple[WindowSize, ...] = DEFAULT_SIZES
     running_window: WindowSize = DEFAULT_SIZES[0]

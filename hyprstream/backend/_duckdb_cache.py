@@ -185,6 +185,12 @@ class DuckDBHotCache:
         self._watchdog = Watchdog("hyprstream-query-watchdog")
         #: A second copy of ``metrics`` for one-metric lookups (CACHE-11), or None.
         self._series = SeriesIndex() if series_index else None
+        #: Closed window states by size label, for one-metric window lookups (CACHE-11).
+        self._window_index: dict[str, SeriesIndex] | None = (
+            {label: SeriesIndex(time_column="window_start") for label in window_labels}
+            if series_index
+            else None
+        )
         self._series_schema = metrics_schema()
         #: Counts changes of the hot tables' columns: query shapes are valid for one value.
         self.generation = 0
@@ -442,6 +448,39 @@ class DuckDBHotCache:
     def load_closed_windows(self, rows: pa.Table) -> None:
         """Add windows that closed before this node started (from the backend)."""
         self.update_windows(_NO_KEYS, rows.slice(0, 0), rows)
+        self.index_windows(rows)
+
+    # -- the window index (CACHE-11; the caller serialises these) ----------------------------
+
+    def index_windows(self, closed_rows: pa.Table) -> None:
+        """Add closed window states (``WINDOW_STORE_SCHEMA`` rows) to the window index."""
+        indexes = self._window_index
+        if indexes is None or not closed_rows.num_rows:
+            return
+        try:
+            labels = closed_rows["window"]
+            for label in pc.unique(labels).to_pylist():
+                index = indexes.get(label)
+                if index is not None:
+                    index.append(closed_rows.filter(pc.equal(labels, label)))
+                    index.compact()  # window states are few: keep lookups to a few runs
+        except Exception as exc:
+            log.error("the window index failed and is turned off: %s", exc)
+            self._window_index = None
+
+    def evict_window_index(self, label: str, before_start_us: int) -> None:
+        """Forget closed windows of ``label`` that start before ``before_start_us``."""
+        indexes = self._window_index
+        index = indexes.get(label) if indexes is not None else None
+        if index is not None:
+            index.evict(before_start_us)
+
+    def closed_windows(self, label: str, metric_id: str) -> pa.Table | None:
+        """The closed windows of size ``label`` of ``metric_id`` in start order, or None when
+        the index cannot answer."""
+        indexes = self._window_index
+        index = indexes.get(label) if indexes is not None else None
+        return None if index is None else index.series(metric_id, WINDOW_STORE_SCHEMA)
 
     def evict_windows(self, label: str, end_at_or_before_us: int) -> None:
         with self._writer.cursor() as w:

@@ -21,6 +21,9 @@ Eviction (``evict``) raises a watermark: lookups never return a row older than i
 older are dropped at once, and the rows of a run are rewritten without the evicted ones when
 they are at least an eighth of it (or when the run is merged).
 
+The index of windows (``time_column="window_start"``) is the same structure over closed
+window states, one index per window size.
+
 Not thread-safe for writers (the hot cache serialises them); readers may run concurrently
 with a writer: a lookup works on the immutable tuple of runs it read first.
 
@@ -61,8 +64,8 @@ class _Run:
         return np.repeat(np.searchsorted(keys, self.keys), np.diff(self.offsets))
 
 
-def _timestamps(table: pa.Table) -> np.ndarray:
-    chunks = table[TIMESTAMP]
+def _timestamps(table: pa.Table, name: str) -> np.ndarray:
+    chunks = table[name]
     column = chunks.chunk(0) if chunks.num_chunks == 1 else chunks.combine_chunks()
     return np.asarray(column.cast(pa.int64()).to_numpy(zero_copy_only=False))
 
@@ -99,13 +102,20 @@ def _sorted(ranks: np.ndarray, ts: np.ndarray) -> np.ndarray:
 
 
 class SeriesIndex:
-    """The hot ``metrics`` rows grouped by metric (see the module docstring)."""
+    """Rows grouped by metric, each metric's in ``time_column`` order (see the module
+    docstring): the hot ``metrics`` samples, or closed window states."""
 
     def __init__(
-        self, *, merge_factor: int = 4, max_runs: int = 32, max_run_rows: int = 1 << 22
+        self,
+        *,
+        time_column: str = TIMESTAMP,
+        merge_factor: int = 4,
+        max_runs: int = 32,
+        max_run_rows: int = 1 << 22,
     ) -> None:
         if merge_factor < 2 or max_runs < 2 or max_run_rows < 1:
             raise ValueError("merge_factor and max_runs must be at least 2, max_run_rows 1")
+        self._time = time_column
         self._merge_factor = merge_factor
         self._max_runs = max_runs
         self._max_run_rows = max_run_rows
@@ -132,7 +142,7 @@ class SeriesIndex:
         """Add ``rows`` (the ``metrics`` columns; more columns than earlier rows is fine)."""
         if self._disabled:
             return
-        ts = _timestamps(rows)
+        ts = _timestamps(rows, self._time)
         if self._watermark is not None and len(ts) and int(ts.min()) < self._watermark:
             keep = ts >= self._watermark
             rows, ts = rows.filter(pa.array(keep)), ts[keep]
@@ -192,7 +202,7 @@ class SeriesIndex:
             keys = np.union1d(keys, run.keys)
         ranks = np.concatenate([run.ranks(keys) for run in runs])
         table = pa.concat_tables([run.table for run in runs], promote_options="default")
-        ts = np.concatenate([_timestamps(run.table) for run in runs])
+        ts = np.concatenate([_timestamps(run.table, self._time) for run in runs])
         order = _sorted(ranks, ts)
         if self._watermark is not None:
             order = order[ts[order] >= self._watermark]
@@ -209,7 +219,7 @@ class SeriesIndex:
             if run.newest_us < before_us:
                 kept = None
             elif run.oldest_us < before_us:
-                ts = _timestamps(run.table)
+                ts = _timestamps(run.table, self._time)
                 keep = ts >= before_us
                 if (len(keep) - int(keep.sum())) * _REWRITE_SHARE >= len(keep):
                     ranks = run.ranks(run.keys)[keep]
@@ -236,25 +246,26 @@ class SeriesIndex:
             i = int(np.searchsorted(run.keys, metric_id))
             if i < len(run.keys) and run.keys[i] == metric_id:
                 start, stop = int(run.offsets[i]), int(run.offsets[i + 1])
-                pieces.append(_conform(run.table.slice(start, stop - start), schema))
+                pieces.append(run.table.slice(start, stop - start))
         if not pieces:
             return schema.empty_table()
-        table = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
-        ts = _timestamps(table)
+        table = (
+            pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces, promote_options="default")
+        )
+        ts = _timestamps(table, self._time)
         if watermark is not None and len(ts) and int(ts.min()) < watermark:
             keep = ts >= watermark
             table, ts = table.filter(pa.array(keep)), ts[keep]
         if len(pieces) > 1 and len(ts) > 1 and bool(np.any(ts[1:] < ts[:-1])):
             table = table.take(pa.array(np.argsort(ts, kind="stable")))
         ids = pa.repeat(pa.scalar(metric_id, schema.field(METRIC_ID).type), table.num_rows)
-        return table.set_column(schema.get_field_index(METRIC_ID), schema.field(METRIC_ID), ids)
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` (a run's rows, without metric_id) with the columns of ``schema``; its
-    metric_id column is a placeholder the caller fills."""
-    columns = [
-        table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
+        have = set(table.column_names)
+        columns = [
+            ids
+            if f.name == METRIC_ID
+            else table[f.name]
+            if f.name in have
+            else pa.nulls(table.num_rows, f.type)
+            for f in schema
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)

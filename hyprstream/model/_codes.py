@@ -172,6 +172,11 @@ class MetricDictionary:
         self._hashes, self._hash_codes = merged_h[order], merged_c[order]
         self._names = pa.concat_arrays([self._names, added])
 
+    def code(self, name: str) -> int | None:
+        """The code of a committed id, or None."""
+        found = int(self._lookup(pa.array([name], pa.utf8()))[0])
+        return found if found >= 0 else self._collided.get(name)
+
     def name(self, code: int) -> str:
         value = self._names[code].as_py()
         assert isinstance(value, str)

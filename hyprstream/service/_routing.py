@@ -160,17 +160,35 @@ def _interval(node: exp.Expression) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class SeriesLookup:
-    """A query the series index answers (CACHE-11): one metric's samples, some columns,
-    maybe ordered by timestamp and limited::
+    """A query the series index answers (CACHE-11): one metric's rows of ``metrics`` or of a
+    window view ``metrics_<size>``, some columns, maybe bounded below in time, ordered by
+    time and limited::
 
         SELECT <columns | *> FROM metrics [[AS] m]
         WHERE metric_id = <'text' | ?> [ORDER BY timestamp [ASC | DESC]] [LIMIT n]
+
+        SELECT <columns | *> FROM metrics_<size> [[AS] w]
+        WHERE metric_id = <'text' | ?> [AND window_start >= <bound>]
+        [ORDER BY window_start [ASC | DESC]] [LIMIT n]
+
+    ``<bound>`` is anything :meth:`lower_bound` can evaluate: NOW()/CURRENT_TIMESTAMP or a
+    timestamp literal, plus or minus intervals.
     """
 
+    table: str  # lower-case: "metrics" or "metrics_<size>"
     columns: tuple[str, ...] | None  # lower-case column names in select order; None: ``*``
     metric_id: str | None  # the literal, or None when it is the (only) parameter
     descending: bool
     limit: int | None
+    bound: exp.Expression | None = None  # window_start >= (or >) this
+    strict: bool = False  # the bound is ``>``
+
+    def lower_bound(self, now_us: int) -> int | None:
+        """The first window start the query admits, at ``now``; None if it cannot tell."""
+        if self.bound is None:
+            return None
+        value = _evaluate(self.bound, now_us)
+        return None if value is None else value + (1 if self.strict else 0)
 
 
 _SELECT_ARGS = frozenset({"expressions", "from", "from_", "where", "order", "limit"})
@@ -189,11 +207,18 @@ def series_lookup(sql: str) -> SeriesLookup | None:
         return None  # DISTINCT, GROUP BY, joins, WITH, OFFSET, QUALIFY, ...
     from_ = tree.args.get("from") or tree.args.get("from_")
     source = from_.this if from_ is not None else None
-    if not (isinstance(source, exp.Table) and source.name.lower() == "metrics"):
+    if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
+        return None
+    table = source.name.lower()
+    if table == "metrics":
+        time_column = "timestamp"
+    elif table.startswith("metrics_"):
+        time_column = "window_start"
+    else:
         return None
     if source.args.get("db") or source.args.get("catalog") or source.args.get("joins"):
         return None
-    names = {"metrics", source.alias_or_name.lower()}
+    names = {table, source.alias_or_name.lower()}
 
     def column(node: exp.Expression) -> str | None:
         if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
@@ -205,6 +230,7 @@ def series_lookup(sql: str) -> SeriesLookup | None:
         return str(node.name).lower()
 
     columns: list[str] = []
+    aliases: dict[str, str] = {}  # select alias -> the column it names
     star = False
     for item in tree.expressions:
         if isinstance(item, exp.Star):
@@ -215,28 +241,46 @@ def series_lookup(sql: str) -> SeriesLookup | None:
             return None
         # DuckDB lets WHERE and ORDER BY name select aliases: keep those names unambiguous.
         alias = item.alias_or_name.lower()
-        if alias in ("metric_id", "timestamp") and alias != name:
+        if alias in ("metric_id", time_column) and alias != name:
             return None
+        if isinstance(item, exp.Alias):
+            aliases[alias] = name
         columns.append(name)
     if star and (columns or len(tree.expressions) != 1):
         return None
     where = tree.args.get("where")
-    condition = where.this if where is not None else None
-    while isinstance(condition, exp.Paren):
-        condition = condition.this
-    if not isinstance(condition, exp.EQ):
-        return None
-    sides = [condition.this, condition.expression]
-    if column(sides[0]) != "metric_id":
-        sides.reverse()
-    if column(sides[0]) != "metric_id":
-        return None
-    value = sides[1]
-    if isinstance(value, exp.Literal) and value.is_string:
-        metric_id: str | None = value.this
-    elif isinstance(value, exp.Placeholder) and value.this is None:  # ``?``, not ``$1``
-        metric_id = None
-    else:
+    conditions = _conjuncts(where.this) if where is not None else []
+    metric_id: str | None = None
+    found_metric = False
+    bound: exp.Expression | None = None
+    strict = False
+    for condition in conditions:
+        if isinstance(condition, exp.EQ) and not found_metric:
+            sides = [condition.this, condition.expression]
+            if column(sides[0]) != "metric_id":
+                sides.reverse()
+            if column(sides[0]) != "metric_id":
+                return None
+            value = sides[1]
+            if isinstance(value, exp.Literal) and value.is_string:
+                metric_id = value.this
+            elif not (isinstance(value, exp.Placeholder) and value.this is None):  # not ``?``
+                return None
+            found_metric = True
+        elif time_column == "window_start" and bound is None:
+            if isinstance(condition, exp.GTE | exp.GT) and column(condition.this) == time_column:
+                bound, strict = condition.expression, isinstance(condition, exp.GT)
+            elif isinstance(condition, exp.LTE | exp.LT) and (
+                column(condition.expression) == time_column
+            ):
+                bound, strict = condition.this, isinstance(condition, exp.LT)
+            else:
+                return None
+            if any(isinstance(n, exp.Column | exp.Placeholder) for n in bound.walk()):
+                return None
+        else:
+            return None
+    if not found_metric:
         return None
     descending = False
     order = tree.args.get("order")
@@ -244,7 +288,12 @@ def series_lookup(sql: str) -> SeriesLookup | None:
         if len(order.expressions) != 1:
             return None
         key = order.expressions[0]
-        if not isinstance(key, exp.Ordered) or column(key.this) != "timestamp":
+        if not isinstance(key, exp.Ordered):
+            return None
+        name = column(key.this)
+        if name is not None and not key.this.table:  # ORDER BY may name a select alias
+            name = aliases.get(name, name)
+        if name != time_column:
             return None
         descending = bool(key.args.get("desc"))
     limit = None
@@ -259,10 +308,13 @@ def series_lookup(sql: str) -> SeriesLookup | None:
         if limit < 0:
             return None
     return SeriesLookup(
+        table=table,
         columns=None if star else tuple(columns),
         metric_id=metric_id,
         descending=descending,
         limit=limit,
+        bound=bound,
+        strict=strict,
     )
 
 

@@ -186,6 +186,10 @@ class Hyprstream:
         )
         self._backend_table_names: set[str] | None = None
         self._shapes: dict[str, tuple[int, QueryShape]] = {}  # sql -> (cache generation, shape)
+        self._views = {f"metrics_{s.label}": s for s in store.sizes}
+        self._codes: dict[str, int] = {}  # metric id -> code, for window lookups
+        #: Quantiles of each open window as last flushed, rows aligned with its block.
+        self._open_quantiles: dict[tuple[WindowSize, int], np.ndarray | None] = {}
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -417,7 +421,11 @@ class Hyprstream:
         for size, start in self._dirty:
             block = self.store.open_blocks(size).get(start)
             if block is not None:
-                opened.append((size, start, block, self.store.block_quantiles(size, start, block)))
+                quantiles = self.store.block_quantiles(size, start, block)
+                self._open_quantiles[(size, start)] = quantiles
+                opened.append((size, start, block, quantiles))
+        for size, start, _, _ in self._closed:
+            self._open_quantiles.pop((size, start), None)
         # Every window named here leaves the open table: re-added if open, filed if closed.
         named = [(size, start) for size, start, _, _ in [*opened, *self._closed]]
         keys = pa.table(
@@ -430,6 +438,10 @@ class Hyprstream:
         closed_rows = self._window_rows(self._closed, self._metrics.names_array())
         evictions = [(size.label, cutoff) for size, cutoff in self._evict.items()]
         cache = self.cache
+        # The window index changes here, under the lock; DuckDB's tables in ``write``.
+        cache.index_windows(closed_rows)
+        for size, cutoff in self._evict.items():
+            cache.evict_window_index(size.label, cutoff - size.micros + 1)
 
         def write() -> None:
             cache.update_windows(keys, open_rows, closed_rows)
@@ -549,35 +561,107 @@ class Hyprstream:
         self, sql: str, lookup: SeriesLookup, params: pa.RecordBatch | Sequence[Any] | None
     ) -> pa.Table | None:
         """``sql`` answered from the series index (CACHE-11), or None to ask DuckDB: the
-        index is off, the parameter is not text, or a column is not one of ``metrics``."""
+        index is off, the parameter is not text, a bound cannot be worked out, or a column
+        is not one of the table's."""
         metric_id = lookup.metric_id if lookup.metric_id is not None else _text(params)
         if metric_id is None:
             return None
+        if lookup.table != "metrics":
+            return self._window_lookup(sql, lookup, metric_id)
         schema = self.shape(sql).schema
         rows = self.cache.series(metric_id)
         if rows is None or not len(schema):
             return None
-        position = {name.lower(): i for i, name in enumerate(rows.column_names)}
-        if lookup.columns is None:  # SELECT *: DuckDB's columns, in its order
-            if [n.lower() for n in schema.names] != list(position):
+        return _project(rows, lookup, schema)
+
+    def _window_lookup(self, sql: str, lookup: SeriesLookup, metric_id: str) -> pa.Table | None:
+        """One metric's windows of one size: the closed ones from the window index, the
+        open ones from the store, as the ``metrics_<size>`` view shows them."""
+        size = self._views.get(lookup.table)
+        if size is None:
+            return None
+        bound = lookup.lower_bound(self._clock_us()) if lookup.bound is not None else None
+        if lookup.bound is not None and bound is None:
+            return None
+        schema = self.shape(sql).schema
+        if not len(schema):
+            return None
+        with self._lock:
+            self._flush_windows()  # closed windows into the index; open ones are the store's
+            closed = self.cache.closed_windows(size.label, metric_id)
+            if closed is None:
                 return None
-            wanted = list(range(rows.num_columns))
-        else:
-            found = [position.get(name) for name in lookup.columns]
-            if None in found or len(found) != len(schema):
-                return None
-            wanted = [i for i in found if i is not None]
-        if lookup.descending:
-            rows = rows.take(pa.array(np.arange(rows.num_rows - 1, -1, -1)))
-        if lookup.limit is not None:
-            rows = rows.slice(0, lookup.limit)
-        table = pa.Table.from_arrays([rows.column(i) for i in wanted], names=schema.names)
-        if not table.schema.equals(schema):
-            try:
-                table = table.cast(schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                return None
-        return table
+            opened = self._open_rows(size, metric_id)
+        rows = pa.concat_tables([closed, opened]) if opened.num_rows else closed
+        starts = rows["window_start"].combine_chunks().cast(pa.int64()).to_numpy()
+        keep = np.argsort(starts, kind="stable")
+        if bound is not None:
+            keep = keep[starts[keep] >= bound]
+        rows = rows.take(pa.array(keep))
+        m2, count = rows["m2"].to_numpy(), rows["count"].to_numpy()
+        variance = m2 / count
+        derived = {
+            "avg": rows["mean"],
+            "variance": pa.array(variance, pa.float64()),
+            "stddev": pa.array(np.sqrt(variance), pa.float64()),
+        }
+        view = pa.table(
+            [derived[f.name] if f.name in derived else rows[f.name] for f in WINDOW_COLUMNS],
+            names=[f.name for f in WINDOW_COLUMNS],
+        )
+        return _project(view, lookup, schema)
+
+    def _open_rows(self, size: WindowSize, metric_id: str) -> pa.Table:
+        """The open windows of ``size`` of ``metric_id``, as flushed (under the lock)."""
+        code = self._codes.get(metric_id)
+        if code is None:
+            code = self._metrics.code(metric_id)
+            if code is None:
+                return WINDOW_STORE_SCHEMA.empty_table()
+            if len(self._codes) >= _MAX_SHAPES:
+                self._codes.clear()
+            self._codes[metric_id] = code  # codes never change once given
+        starts: list[int] = []
+        rows: list[tuple[StateColumns, int]] = []
+        quantiles: list[np.ndarray | None] = []
+        for start, block in sorted(self.store.open_blocks(size).items()):
+            i = int(np.searchsorted(block.code, code))
+            if i < len(block) and int(block.code[i]) == code:
+                starts.append(start)
+                rows.append((block, i))
+                q = self._open_quantiles.get((size, start))
+                quantiles.append(None if q is None else q[i])
+        n = len(starts)
+        if not n:
+            return WINDOW_STORE_SCHEMA.empty_table()
+
+        def field(name: str) -> np.ndarray:
+            return np.array([getattr(block, name)[i] for block, i in rows])
+
+        start_us = np.array(starts, np.int64)
+        q = np.array([row if row is not None else np.full(3, np.nan) for row in quantiles])
+        missing = np.isnan(q)
+        return pa.table(
+            {
+                "metric_id": pa.repeat(pa.scalar(metric_id, pa.utf8()), n),
+                "window": pa.repeat(pa.scalar(size.label, pa.utf8()), n),
+                "window_start": pa.array(start_us, TIMESTAMP_TYPE),
+                "window_end": pa.array(start_us + size.micros, TIMESTAMP_TYPE),
+                "count": field("count"),
+                "sum": field("sum"),
+                "mean": field("mean"),
+                "min": field("min"),
+                "max": field("max"),
+                "m2": field("m2"),
+                "first_timestamp": pa.array(field("first_ts"), TIMESTAMP_TYPE),
+                "last_timestamp": pa.array(field("last_ts"), TIMESTAMP_TYPE),
+                "last_value": field("last_value"),
+                "p50": pa.array(q[:, 0], pa.float64(), mask=missing[:, 0]),
+                "p90": pa.array(q[:, 1], pa.float64(), mask=missing[:, 1]),
+                "p99": pa.array(q[:, 2], pa.float64(), mask=missing[:, 2]),
+            },
+            schema=WINDOW_STORE_SCHEMA,
+        )
 
     def shape(self, sql: str) -> QueryShape:
         """Result schema and parameter count of ``sql``, for prepared statements."""
@@ -740,6 +824,32 @@ def _then(appended: Future[None], result: IngestResult) -> Future[IngestResult]:
 
     appended.add_done_callback(finish)
     return out
+
+
+def _project(rows: pa.Table, lookup: SeriesLookup, schema: pa.Schema) -> pa.Table | None:
+    """``rows`` (in time order) with the lookup's columns, order and limit, in DuckDB's
+    result ``schema``; None if a column is not one of ``rows``."""
+    position = {name.lower(): i for i, name in enumerate(rows.column_names)}
+    if lookup.columns is None:  # SELECT *: DuckDB's columns, in its order
+        if [n.lower() for n in schema.names] != list(position):
+            return None
+        wanted = list(range(rows.num_columns))
+    else:
+        found = [position.get(name) for name in lookup.columns]
+        if None in found or len(found) != len(schema):
+            return None
+        wanted = [i for i in found if i is not None]
+    if lookup.descending:
+        rows = rows.take(pa.array(np.arange(rows.num_rows - 1, -1, -1)))
+    if lookup.limit is not None:
+        rows = rows.slice(0, lookup.limit)
+    table = pa.Table.from_arrays([rows.column(i) for i in wanted], names=schema.names)
+    if not table.schema.equals(schema):
+        try:
+            table = table.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+    return table
 
 
 def _text(params: pa.RecordBatch | Sequence[Any] | None) -> str | None:

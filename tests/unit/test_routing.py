@@ -170,7 +170,13 @@ def test_series_lookups_are_recognised(
         "SELECT o.value FROM metrics m WHERE metric_id = 'a'",
         "SELECT *, value FROM metrics WHERE metric_id = 'a'",
         "WITH x AS (SELECT 1) SELECT value FROM metrics WHERE metric_id = 'a'",
-        "SELECT value FROM metrics_5m WHERE metric_id = 'a'",
+        "SELECT avg FROM metrics_5m WHERE metric_id = 'a' AND window_end >= NOW()",
+        "SELECT avg FROM metrics_5m WHERE metric_id = 'a' AND window_start >= ?",
+        "SELECT avg FROM metrics_5m WHERE metric_id = 'a' AND window_start >= avg",
+        "SELECT avg FROM metrics_5m WHERE metric_id = 'a' ORDER BY timestamp",
+        "SELECT avg FROM metrics WHERE metric_id = 'a' AND window_start >= NOW()",
+        "SELECT avg AS b FROM metrics_5m WHERE metric_id = 'a' ORDER BY b",
+        "SELECT value FROM metricsx WHERE metric_id = 'a'",
         "SELECT value FROM (SELECT * FROM metrics) WHERE metric_id = 'a'",
         "SELECT value FROM metrics WHERE metric_id = 'a' UNION ALL SELECT 1",
         "not sql at all",
@@ -178,3 +184,30 @@ def test_series_lookups_are_recognised(
 )
 def test_other_queries_are_not_series_lookups(sql: str) -> None:
     assert series_lookup(sql) is None
+
+
+def test_window_lookups_are_recognised_with_their_lower_bound() -> None:
+    lookup = series_lookup(
+        "SELECT window_start AS bucket, avg FROM metrics_5m WHERE metric_id = ? "
+        "AND window_start >= NOW() - INTERVAL '24 hours' - INTERVAL '5 minutes' "
+        "ORDER BY bucket DESC LIMIT 10"
+    )
+    assert lookup is not None
+    assert (lookup.table, lookup.columns, lookup.metric_id, lookup.descending, lookup.limit) == (
+        "metrics_5m",
+        ("window_start", "avg"),
+        None,
+        True,
+        10,
+    )
+    assert lookup.lower_bound(NOW) == NOW - 24 * HOUR - HOUR // 12
+    strict = series_lookup(
+        "SELECT * FROM metrics_1h WHERE TIMESTAMPTZ '2027-01-15 08:00:00+00' < window_start "
+        "AND metric_id = 'x'"
+    )
+    assert strict is not None
+    assert strict.metric_id == "x"
+    assert strict.lower_bound(NOW) == 1_800_000_000_000_001
+    unbounded = series_lookup("SELECT * FROM metrics_1d WHERE metric_id = 'x'")
+    assert unbounded is not None
+    assert unbounded.lower_bound(NOW) is None
