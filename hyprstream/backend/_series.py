@@ -235,6 +235,11 @@ class SeriesIndex:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def _at(self, table: pa.Table, row: int) -> int:
+        """The time of one row, in microseconds."""
+        value = table[self._time][row]
+        return int(value.cast(pa.int64()).as_py())
+
     def series(self, metric_id: str, schema: pa.Schema) -> pa.Table | None:
         """The rows of ``metric_id`` in timestamp order, with the columns of ``schema`` (the
         hot table's: columns the rows predate are NULL); None if the index cannot answer."""
@@ -246,18 +251,25 @@ class SeriesIndex:
             i = int(np.searchsorted(run.keys, metric_id))
             if i < len(run.keys) and run.keys[i] == metric_id:
                 start, stop = int(run.offsets[i]), int(run.offsets[i + 1])
-                pieces.append(run.table.slice(start, stop - start))
+                piece = run.table.slice(start, stop - start)
+                if watermark is not None and run.oldest_us < watermark:
+                    ts = _timestamps(piece, self._time)
+                    piece = piece.filter(pa.array(ts >= watermark))
+                if piece.num_rows:
+                    pieces.append(piece)
         if not pieces:
             return schema.empty_table()
-        table = (
-            pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces, promote_options="default")
-        )
-        ts = _timestamps(table, self._time)
-        if watermark is not None and len(ts) and int(ts.min()) < watermark:
-            keep = ts >= watermark
-            table, ts = table.filter(pa.array(keep)), ts[keep]
-        if len(pieces) > 1 and len(ts) > 1 and bool(np.any(ts[1:] < ts[:-1])):
-            table = table.take(pa.array(np.argsort(ts, kind="stable")))
+        if len(pieces) == 1:
+            table = pieces[0]
+        else:
+            # Each piece is in time order; they need a sort only if their spans overlap.
+            spans = [(self._at(p, 0), self._at(p, p.num_rows - 1), p) for p in pieces]
+            spans.sort(key=lambda span: span[0])
+            ordered = all(spans[k][0] >= spans[k - 1][1] for k in range(1, len(spans)))
+            table = pa.concat_tables([p for _, _, p in spans], promote_options="default")
+            if not ordered:
+                ts = _timestamps(table, self._time)
+                table = table.take(pa.array(np.argsort(ts, kind="stable")))
         ids = pa.repeat(pa.scalar(metric_id, schema.field(METRIC_ID).type), table.num_rows)
         have = set(table.column_names)
         columns = [

@@ -160,7 +160,8 @@ class _Registry:
     def __init__(self, policy: CachePolicy, kind: str) -> None:
         self._policy = policy
         self._kind = kind
-        self._items: dict[bytes, _Held] = {}
+        self._items: dict[bytes, _Held] = {}  # in creation order
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def put(self, value: Any, size: int = 0) -> bytes:
@@ -168,8 +169,23 @@ class _Registry:
         now = time.monotonic_ns()
         with self._lock:
             self._items[handle] = _Held(value, size, now, now)
-            self._trim(now)
+            self._bytes += size
+            if self._may_evict(now):
+                self._trim(now)
         return handle
+
+    def _may_evict(self, now: int) -> bool:
+        """Whether the policy could drop anything: the oldest entry is past the TTL, or a
+        limit is exceeded (else asking it is a pass over every entry for nothing)."""
+        policy = self._policy
+        if policy.max_entries is not None and len(self._items) > policy.max_entries:
+            return True
+        if policy.max_bytes is not None and self._bytes > policy.max_bytes:
+            return True
+        if policy.ttl_ns is None or not self._items:
+            return False
+        oldest = next(iter(self._items.values()))
+        return now - oldest.created_ns >= policy.ttl_ns
 
     def get(self, handle: bytes) -> Any:
         with self._lock:
@@ -182,13 +198,17 @@ class _Registry:
     def pop(self, handle: bytes) -> Any:
         with self._lock:
             held = self._items.pop(handle, None)
+            if held is not None:
+                self._bytes -= held.size
         if held is None:
             raise NotFound(f"unknown or expired {self._kind} handle")
         return held.value
 
     def discard(self, handle: bytes) -> None:
         with self._lock:
-            self._items.pop(handle, None)
+            held = self._items.pop(handle, None)
+            if held is not None:
+                self._bytes -= held.size
 
     def _trim(self, now: int) -> None:
         entries = [
@@ -197,7 +217,7 @@ class _Registry:
         ]
         for key in evictions(entries, now, self._policy):
             assert isinstance(key, bytes)
-            del self._items[key]
+            self._bytes -= self._items.pop(key).size
 
     def __len__(self) -> int:
         return len(self._items)

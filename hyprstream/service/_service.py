@@ -843,13 +843,13 @@ def _project(rows: pa.Table, lookup: SeriesLookup, schema: pa.Schema) -> pa.Tabl
         rows = rows.take(pa.array(np.arange(rows.num_rows - 1, -1, -1)))
     if lookup.limit is not None:
         rows = rows.slice(0, lookup.limit)
-    table = pa.Table.from_arrays([rows.column(i) for i in wanted], names=schema.names)
-    if not table.schema.equals(schema):
-        try:
-            table = table.cast(schema)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-    return table
+    columns = [rows.column(i) for i in wanted]
+    if all(c.type == f.type for c, f in zip(columns, schema, strict=True)):
+        return pa.Table.from_arrays(columns, schema=schema)  # at most nullability differs
+    try:
+        return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _text(params: pa.RecordBatch | Sequence[Any] | None) -> str | None:
