@@ -463,7 +463,8 @@ class DuckDBHotCache:
                 index = indexes.get(label)
                 if index is not None:
                     index.append(closed_rows.filter(pc.equal(labels, label)))
-                    index.compact()  # window states are few: keep lookups to a few runs
+                    if index.runs > 8:  # window states are few: keep lookups to a few runs
+                        index.compact()
         except Exception as exc:
             log.error("the window index failed and is turned off: %s", exc)
             self._window_index = None
