@@ -367,3 +367,35 @@ def test_window_queries_the_index_cannot_answer_go_to_duckdb(windowed: Node, sql
     service = windowed.service
     lookup = series_lookup(sql)
     assert lookup is None or service._lookup(sql, lookup, None) is None
+
+
+def test_after_a_restart_the_indexes_hold_what_the_backend_gave_back(tmp_path: Any) -> None:
+    # Warm start refills the hot cache and the closed windows from the embedded backend: the
+    # indexes must be refilled with them, or lookups would answer from nothing.
+    flags = {"port": 0, "data_dir": str(tmp_path / "data")}
+    rng = np.random.default_rng(5)
+    now = _now_us()
+    first = start(load_config(flags=flags))
+    try:
+        for hour in range(4, 0, -1):
+            put(first.port, _batch(rng, 400, now - hour * 60 * MINUTE_US, labels=hour < 3))
+    finally:
+        first.shutdown()
+    second = start(load_config(flags=flags))
+    try:
+        service = second.service
+        for sql in (
+            "SELECT * FROM metrics WHERE metric_id = 'cpu' ORDER BY timestamp",
+            "SELECT * FROM metrics_5m WHERE metric_id = 'mem' ORDER BY window_start",
+            "SELECT * FROM metrics_1h WHERE metric_id = 'disk.io' ORDER BY window_start",
+        ):
+            lookup = series_lookup(sql)
+            assert lookup is not None
+            from_index = service._lookup(sql, lookup, None)
+            assert from_index is not None
+            assert from_index.num_rows > 0
+            service._prepare_read()
+            from_duckdb = service.cache.query(sql)
+            assert _sorted(from_index) == _sorted(from_duckdb)
+    finally:
+        second.shutdown()
