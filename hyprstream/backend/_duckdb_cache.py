@@ -476,12 +476,15 @@ class DuckDBHotCache:
         if index is not None:
             index.evict(before_start_us)
 
-    def closed_windows(self, label: str, metric_id: str) -> pa.Table | None:
-        """The closed windows of size ``label`` of ``metric_id`` in start order, or None when
-        the index cannot answer."""
+    def closed_windows(
+        self, label: str, metric_id: str, schema: pa.Schema = WINDOW_STORE_SCHEMA
+    ) -> pa.Table | None:
+        """The closed windows of size ``label`` of ``metric_id`` in start order, with the
+        columns of ``schema`` (some of ``WINDOW_STORE_SCHEMA``), or None when the index
+        cannot answer."""
         indexes = self._window_index
         index = indexes.get(label) if indexes is not None else None
-        return None if index is None else index.series(metric_id, WINDOW_STORE_SCHEMA)
+        return None if index is None else index.series(metric_id, schema)
 
     def evict_windows(self, label: str, end_at_or_before_us: int) -> None:
         with self._writer.cursor() as w:

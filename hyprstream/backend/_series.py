@@ -241,8 +241,9 @@ class SeriesIndex:
         return int(value.cast(pa.int64()).as_py())
 
     def series(self, metric_id: str, schema: pa.Schema) -> pa.Table | None:
-        """The rows of ``metric_id`` in timestamp order, with the columns of ``schema`` (the
-        hot table's: columns the rows predate are NULL); None if the index cannot answer."""
+        """The rows of ``metric_id`` in time order, with the columns of ``schema`` (the hot
+        table's, or some of them: columns the rows predate are NULL); None if the index
+        cannot answer."""
         runs, watermark = self._runs, self._watermark
         if self._disabled:
             return None
@@ -270,10 +271,9 @@ class SeriesIndex:
             if not ordered:
                 ts = _timestamps(table, self._time)
                 table = table.take(pa.array(np.argsort(ts, kind="stable")))
-        ids = pa.repeat(pa.scalar(metric_id, schema.field(METRIC_ID).type), table.num_rows)
         have = set(table.column_names)
         columns = [
-            ids
+            pa.repeat(pa.scalar(metric_id, f.type), table.num_rows)
             if f.name == METRIC_ID
             else table[f.name]
             if f.name in have

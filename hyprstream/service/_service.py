@@ -79,6 +79,17 @@ _HOUR_US = 3_600_000_000
 _MAX_BATCH_ID = 256
 #: Result shapes of hot queries kept, by query text (prepared statements ask on every run).
 _MAX_SHAPES = 4096
+#: The columns of a ``metrics_<size>`` view, each with the stored columns it is made from.
+_VIEW_BASE: dict[str, tuple[str, ...]] = {
+    f.name: {"avg": ("mean",), "variance": ("m2", "count"), "stddev": ("m2", "count")}.get(
+        f.name, (f.name,)
+    )
+    for f in WINDOW_COLUMNS
+}
+_VIEW_NAMES = [f.name for f in WINDOW_COLUMNS]
+_QUANTILE_COLUMNS = ("p50", "p90", "p99")
+#: Stored window columns read from a window state block under another name.
+_STATE_FIELDS = {"first_timestamp": "first_ts", "last_timestamp": "last_ts"}
 
 
 _INTERNAL = "_hyprstream"
@@ -580,44 +591,49 @@ class Hyprstream:
         size = self._views.get(lookup.table)
         if size is None:
             return None
+        names = _VIEW_NAMES if lookup.columns is None else list(dict.fromkeys(lookup.columns))
+        if any(name not in _VIEW_BASE for name in names):
+            return None  # not a column of the view: DuckDB says so
         bound = lookup.lower_bound(self._clock_us()) if lookup.bound is not None else None
         if lookup.bound is not None and bound is None:
             return None
         schema = self.shape(sql).schema
         if not len(schema):
             return None
+        needed = {"window_start", *(base for name in names for base in _VIEW_BASE[name])}
+        stored = pa.schema([f for f in WINDOW_STORE_SCHEMA if f.name in needed])
         with self._lock:
             self._flush_windows()  # closed windows into the index; open ones are the store's
-            closed = self.cache.closed_windows(size.label, metric_id)
+            closed = self.cache.closed_windows(size.label, metric_id, stored)
             if closed is None:
                 return None
-            opened = self._open_rows(size, metric_id)
+            opened = self._open_rows(size, metric_id, stored)
         rows = pa.concat_tables([closed, opened]) if opened.num_rows else closed
         starts = rows["window_start"].combine_chunks().cast(pa.int64()).to_numpy()
         keep = np.argsort(starts, kind="stable")
         if bound is not None:
             keep = keep[starts[keep] >= bound]
         rows = rows.take(pa.array(keep))
-        m2, count = rows["m2"].to_numpy(), rows["count"].to_numpy()
-        variance = m2 / count
-        derived = {
-            "avg": rows["mean"],
-            "variance": pa.array(variance, pa.float64()),
-            "stddev": pa.array(np.sqrt(variance), pa.float64()),
-        }
-        view = pa.table(
-            [derived[f.name] if f.name in derived else rows[f.name] for f in WINDOW_COLUMNS],
-            names=[f.name for f in WINDOW_COLUMNS],
-        )
-        return _project(view, lookup, schema)
+        columns: dict[str, pa.ChunkedArray | pa.Array] = {}
+        for name in names:
+            if name == "avg":
+                columns[name] = rows["mean"]
+            elif name in ("variance", "stddev"):
+                variance = rows["m2"].to_numpy() / rows["count"].to_numpy()
+                value = variance if name == "variance" else np.sqrt(variance)
+                columns[name] = pa.array(value, pa.float64())
+            else:
+                columns[name] = rows[name]
+        return _project(pa.table(columns), lookup, schema)
 
-    def _open_rows(self, size: WindowSize, metric_id: str) -> pa.Table:
-        """The open windows of ``size`` of ``metric_id``, as flushed (under the lock)."""
+    def _open_rows(self, size: WindowSize, metric_id: str, stored: pa.Schema) -> pa.Table:
+        """The open windows of ``size`` of ``metric_id``, as flushed (under the lock), with
+        the columns of ``stored`` (some of ``WINDOW_STORE_SCHEMA``)."""
         code = self._codes.get(metric_id)
         if code is None:
             code = self._metrics.code(metric_id)
             if code is None:
-                return WINDOW_STORE_SCHEMA.empty_table()
+                return stored.empty_table()
             if len(self._codes) >= _MAX_SHAPES:
                 self._codes.clear()
             self._codes[metric_id] = code  # codes never change once given
@@ -633,35 +649,29 @@ class Hyprstream:
                 quantiles.append(None if q is None else q[i])
         n = len(starts)
         if not n:
-            return WINDOW_STORE_SCHEMA.empty_table()
-
-        def field(name: str) -> np.ndarray:
-            return np.array([getattr(block, name)[i] for block, i in rows])
-
+            return stored.empty_table()
         start_us = np.array(starts, np.int64)
-        q = np.array([row if row is not None else np.full(3, np.nan) for row in quantiles])
-        missing = np.isnan(q)
-        return pa.table(
-            {
-                "metric_id": pa.repeat(pa.scalar(metric_id, pa.utf8()), n),
-                "window": pa.repeat(pa.scalar(size.label, pa.utf8()), n),
-                "window_start": pa.array(start_us, TIMESTAMP_TYPE),
-                "window_end": pa.array(start_us + size.micros, TIMESTAMP_TYPE),
-                "count": field("count"),
-                "sum": field("sum"),
-                "mean": field("mean"),
-                "min": field("min"),
-                "max": field("max"),
-                "m2": field("m2"),
-                "first_timestamp": pa.array(field("first_ts"), TIMESTAMP_TYPE),
-                "last_timestamp": pa.array(field("last_ts"), TIMESTAMP_TYPE),
-                "last_value": field("last_value"),
-                "p50": pa.array(q[:, 0], pa.float64(), mask=missing[:, 0]),
-                "p90": pa.array(q[:, 1], pa.float64(), mask=missing[:, 1]),
-                "p99": pa.array(q[:, 2], pa.float64(), mask=missing[:, 2]),
-            },
-            schema=WINDOW_STORE_SCHEMA,
-        )
+
+        def column(name: str) -> pa.Array:
+            if name == "metric_id":
+                return pa.repeat(pa.scalar(metric_id, pa.utf8()), n)
+            if name == "window":
+                return pa.repeat(pa.scalar(size.label, pa.utf8()), n)
+            if name == "window_start":
+                return pa.array(start_us, TIMESTAMP_TYPE)
+            if name == "window_end":
+                return pa.array(start_us + size.micros, TIMESTAMP_TYPE)
+            if name in _QUANTILE_COLUMNS:
+                j = _QUANTILE_COLUMNS.index(name)
+                q = np.array([np.nan if row is None else row[j] for row in quantiles])
+                return pa.array(q, pa.float64(), mask=np.isnan(q))
+            field = _STATE_FIELDS.get(name, name)
+            values = np.array([getattr(block, field)[i] for block, i in rows])
+            if field in ("first_ts", "last_ts"):
+                return pa.array(values, TIMESTAMP_TYPE)
+            return pa.array(values)
+
+        return pa.table([column(f.name) for f in stored], schema=stored)
 
     def shape(self, sql: str) -> QueryShape:
         """Result schema and parameter count of ``sql``, for prepared statements."""
