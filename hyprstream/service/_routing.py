@@ -165,7 +165,8 @@ class SeriesLookup:
     time and limited::
 
         SELECT <columns | *> FROM metrics [[AS] m]
-        WHERE metric_id = <'text' | ?> [ORDER BY timestamp [ASC | DESC]] [LIMIT n]
+        WHERE metric_id = <'text' | ?> [AND timestamp >= <bound>]
+        [ORDER BY timestamp [ASC | DESC]] [LIMIT n]
 
         SELECT <columns | *> FROM metrics_<size> [[AS] w]
         WHERE metric_id = <'text' | ?> [AND window_start >= <bound>]
@@ -180,11 +181,11 @@ class SeriesLookup:
     metric_id: str | None  # the literal, or None when it is the (only) parameter
     descending: bool
     limit: int | None
-    bound: exp.Expression | None = None  # window_start >= (or >) this
+    bound: exp.Expression | None = None  # the time column >= (or >) this
     strict: bool = False  # the bound is ``>``
 
     def lower_bound(self, now_us: int) -> int | None:
-        """The first window start the query admits, at ``now``; None if it cannot tell."""
+        """The earliest time the query admits, at ``now``; None if it cannot tell."""
         if self.bound is None:
             return None
         value = _evaluate(self.bound, now_us)
@@ -267,7 +268,7 @@ def series_lookup(sql: str) -> SeriesLookup | None:
             elif not (isinstance(value, exp.Placeholder) and value.this is None):  # not ``?``
                 return None
             found_metric = True
-        elif time_column == "window_start" and bound is None:
+        elif bound is None:
             if isinstance(condition, exp.GTE | exp.GT) and column(condition.this) == time_column:
                 bound, strict = condition.expression, isinstance(condition, exp.GT)
             elif isinstance(condition, exp.LTE | exp.LT) and (

@@ -579,10 +579,16 @@ class Hyprstream:
             return None
         if lookup.table != "metrics":
             return self._window_lookup(sql, lookup, metric_id)
+        bound = lookup.lower_bound(self._clock_us()) if lookup.bound is not None else None
+        if lookup.bound is not None and bound is None:
+            return None
         schema = self.shape(sql).schema
         rows = self.cache.series(metric_id)
         if rows is None or not len(schema):
             return None
+        if bound is not None:  # rows are in time order: the admitted ones are a suffix
+            ts = rows[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
+            rows = rows.slice(int(np.searchsorted(ts, bound, side="left")))
         return _project(rows, lookup, schema)
 
     def _window_lookup(self, sql: str, lookup: SeriesLookup, metric_id: str) -> pa.Table | None:

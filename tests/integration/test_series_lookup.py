@@ -7,6 +7,7 @@ the same Arrow schema, and the test checks that the index really answered.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +27,11 @@ from tests.integration.conftest import connect_adbc, put
 pytestmark = pytest.mark.integration
 
 MINUTE_US = 60_000_000
+#: An instant 45 minutes before the test session started: the ``loaded`` samples span the
+#: hour before their fixture ran, so a bound here cuts through them.
+CUT = dt.datetime.fromtimestamp(time.time() - 45 * 60, dt.UTC).isoformat(
+    sep=" ", timespec="microseconds"
+)
 NAMES = ["cpu", "mem", "it's", "Cpu", "disk.io"]
 
 
@@ -87,6 +93,26 @@ CASES = [
     (
         "SELECT metric_id, value_running_window_count FROM metrics WHERE (metric_id = 'cpu') "
         "ORDER BY timestamp ASC LIMIT 1000",
+        None,
+        True,
+    ),
+    # Lower bounds on time: every sample, none, and a cut through the middle (literal, so
+    # that DuckDB and the index cut at the same instant).
+    (
+        "SELECT timestamp, value FROM metrics WHERE metric_id = ? "
+        "AND timestamp >= NOW() - INTERVAL '1 day' ORDER BY timestamp",
+        ["mem"],
+        True,
+    ),
+    (
+        "SELECT value FROM metrics WHERE metric_id = 'mem' AND NOW() + INTERVAL '1 hour' "
+        "< timestamp",
+        None,
+        True,
+    ),
+    (
+        "SELECT timestamp, value FROM metrics WHERE metric_id = 'cpu' "
+        f"AND timestamp > TIMESTAMPTZ '{CUT}' ORDER BY timestamp DESC",
         None,
         True,
     ),
@@ -399,3 +425,17 @@ def test_after_a_restart_the_indexes_hold_what_the_backend_gave_back(tmp_path: A
             assert _sorted(from_index) == _sorted(from_duckdb)
     finally:
         second.shutdown()
+
+
+def test_a_time_bound_cuts_the_series_where_duckdb_does(loaded: Node) -> None:
+    sql = (
+        "SELECT timestamp FROM metrics WHERE metric_id = 'cpu' "
+        f"AND timestamp >= TIMESTAMPTZ '{CUT}' ORDER BY timestamp"
+    )
+    every = loaded.service.query("SELECT timestamp FROM metrics WHERE metric_id = 'cpu'")
+    lookup = series_lookup(sql)
+    assert lookup is not None
+    cut = loaded.service._lookup(sql, lookup, None)
+    assert cut is not None
+    assert 0 < cut.num_rows < every.num_rows
+    assert cut.to_pylist() == loaded.service.cache.query(sql).to_pylist()

@@ -211,3 +211,28 @@ def test_window_lookups_are_recognised_with_their_lower_bound() -> None:
     unbounded = series_lookup("SELECT * FROM metrics_1d WHERE metric_id = 'x'")
     assert unbounded is not None
     assert unbounded.lower_bound(NOW) is None
+
+
+def test_sample_lookups_take_a_lower_bound_on_timestamp() -> None:
+    lookup = series_lookup(
+        "SELECT timestamp, value FROM metrics WHERE timestamp >= NOW() - INTERVAL '1 hour' "
+        "AND metric_id = ? ORDER BY timestamp"
+    )
+    assert lookup is not None
+    assert lookup.table == "metrics"
+    assert lookup.lower_bound(NOW) == NOW - HOUR
+    # An upper bound is not a lower bound: DuckDB's business.
+    assert (
+        series_lookup("SELECT value FROM metrics WHERE metric_id = 'a' AND timestamp < NOW()")
+        is None
+    )
+    strict = series_lookup("SELECT value FROM metrics WHERE NOW() < timestamp AND metric_id = 'a'")
+    assert strict is not None
+    assert strict.lower_bound(NOW) == NOW + 1
+    assert (
+        series_lookup(
+            "SELECT value FROM metrics WHERE metric_id = 'a' AND timestamp >= NOW() "
+            "AND timestamp >= NOW()"
+        )
+        is None
+    )  # one bound only
