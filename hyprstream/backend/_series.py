@@ -70,7 +70,16 @@ def _timestamps(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(column.cast(pa.int64()).to_numpy(zero_copy_only=False))
 
 
+#: Keys longer than this are kept as Python strings: numpy's fixed-width strings take four
+#: bytes per character of the longest key for every key.
+_FIXED_WIDTH_CHARS = 64
+
+
 def _unicode(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Metric ids as a numpy array that sorts and searches like the ids."""
+    longest = pc.max(pc.utf8_length(values)).as_py() or 0
+    if longest > _FIXED_WIDTH_CHARS:
+        return np.asarray(values.to_pylist(), dtype=object)
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=str)
 
 

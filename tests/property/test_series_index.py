@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from hyprstream.backend._series import SeriesIndex
 from hyprstream.model import TIMESTAMP_TYPE, metrics_schema
 
-METRICS = ["a", "b", "c", "cpu.load", "z", "é", "a b"]
+#: Includes ids past the fixed-width limit (kept as Python strings) next to short ones.
+METRICS = ["a", "b", "c", "cpu.load", "z", "é", "a b", "m" * 70, "m" * 70 + "a"]
 LABEL = pa.field("host", pa.utf8())
 
 _row = st.tuples(
