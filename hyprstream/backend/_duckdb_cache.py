@@ -176,6 +176,7 @@ class DuckDBHotCache:
         self._sample_rows = 0  # rows in ``metrics`` (as far as our own writes tell)
         self._changed_rows = 0  # appended or deleted since the last rewrite
         self._newest_us: int | None = None  # the newest sample timestamp appended
+        self._evicted_before: int | None = None  # the latest expiry cutoff
         self._rewriting = False  # a cancellable rewrite is running
         self._abandoned = False  # ... and was asked to give way
         self._rewrite_state = threading.Lock()  # guards _rewriting and the cancel call
@@ -274,9 +275,17 @@ class DuckDBHotCache:
         """Insert ``rows``: the full ``metrics`` schema, columns in table order.
 
         May run on another thread than the other writes, but not concurrently with itself or
-        with :meth:`add_labels` (the caller orders them).
+        with :meth:`add_labels` (the caller orders them). Rows older than the latest expiry
+        cutoff (:meth:`evict_samples`) are left out: they have already left the hot cache.
         """
-        newest = pc.max(rows["timestamp"]).cast(pa.int64()).as_py() if rows.num_rows else None
+        cutoff = self._evicted_before
+        if cutoff is not None and rows.num_rows:
+            stamps = rows["timestamp"].cast(pa.int64())
+            if pc.min(stamps).as_py() < cutoff:
+                rows = rows.filter(pc.greater_equal(stamps, pa.scalar(cutoff, pa.int64())))
+        if not rows.num_rows:
+            return
+        newest = pc.max(rows["timestamp"]).cast(pa.int64()).as_py()
         with self._samples_lock:
             try:
                 with self._appender.cursor() as a:
@@ -287,7 +296,7 @@ class DuckDBHotCache:
                 raise
             self._sample_rows += rows.num_rows
             self._changed_rows += rows.num_rows
-            if newest is not None and (self._newest_us is None or newest > self._newest_us):
+            if self._newest_us is None or newest > self._newest_us:
                 self._newest_us = newest
             self._index(lambda index: index.append(rows))
 
@@ -307,6 +316,8 @@ class DuckDBHotCache:
                 raise
             self._sample_rows = max(0, self._sample_rows - deleted)
             self._changed_rows += deleted
+            if self._evicted_before is None or before_us > self._evicted_before:
+                self._evicted_before = before_us
             self._index(lambda index: index.evict(before_us))
 
     def _index(self, change: Callable[[SeriesIndex], None]) -> None:

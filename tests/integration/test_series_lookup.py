@@ -439,3 +439,20 @@ def test_a_time_bound_cuts_the_series_where_duckdb_does(loaded: Node) -> None:
     assert cut is not None
     assert 0 < cut.num_rows < every.num_rows
     assert cut.to_pylist() == loaded.service.cache.query(sql).to_pylist()
+
+
+def test_samples_older_than_the_expiry_cutoff_stay_out_of_table_and_index(
+    cache: DuckDBHotCache,
+) -> None:
+    # Late samples older than the last cutoff: they have left the hot cache already, so
+    # neither DuckDB nor the index keeps them (else the two would disagree until the next
+    # expiry).
+    cache.append(_rows("a", [20, 30]))
+    cache.evict_samples(25)
+    cache.append(_rows("a", [10, 26, 40]))
+    sql = "SELECT * FROM metrics WHERE metric_id = 'a' ORDER BY timestamp"
+    expected = cache.query(sql).to_pylist()
+    got = cache.series("a")
+    assert got is not None
+    assert got.to_pylist() == expected
+    assert [r["value"] for r in expected] == [26.0, 30.0, 40.0]
