@@ -868,13 +868,16 @@ def _project(rows: pa.Table, lookup: SeriesLookup, schema: pa.Schema) -> pa.Tabl
         return None
 
 
+_TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+
+
 def _text(params: pa.RecordBatch | Sequence[Any] | None) -> str | None:
     """The one parameter of a series lookup, if it is text."""
     if isinstance(params, pa.RecordBatch):
         if params.num_columns != 1 or params.num_rows != 1:
             return None
         column = params.column(0)
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        if not any(is_text(column.type) for is_text in _TEXT_TYPES):
             return None
         value = column[0].as_py()
     elif params is not None and len(params) == 1:

@@ -456,3 +456,17 @@ def test_samples_older_than_the_expiry_cutoff_stay_out_of_table_and_index(
     assert got is not None
     assert got.to_pylist() == expected
     assert [r["value"] for r in expected] == [26.0, 30.0, 40.0]
+
+
+@pytest.mark.parametrize("text_type", [pa.utf8(), pa.large_utf8(), pa.string_view()])
+def test_a_text_parameter_of_any_string_type_is_looked_up(loaded: Node, text_type: Any) -> None:
+    sql = "SELECT timestamp, value FROM metrics WHERE metric_id = ? ORDER BY timestamp"
+    lookup = series_lookup(sql)
+    assert lookup is not None
+    params = pa.record_batch([pa.array(["cpu"], text_type)], names=["0"])
+    got = loaded.service._lookup(sql, lookup, params)
+    assert got is not None
+    assert (
+        got["timestamp"].to_pylist()
+        == loaded.service.cache.query(sql, ["cpu"])["timestamp"].to_pylist()
+    )
