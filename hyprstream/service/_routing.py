@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import sqlglot
 from sqlglot import exp
@@ -56,16 +58,23 @@ class QueryAnalysis:
 
 
 @functools.lru_cache(maxsize=4096)
+def _parsed(sql: str) -> exp.Expression:
+    """sqlglot's tree of ``sql`` (DuckDB dialect), parsed once for every reader below; none
+    of them changes it (``transform`` copies). Raises ``sqlglot.errors.ParseError``."""
+    return cast(exp.Expression, sqlglot.parse_one(sql, read="duckdb"))
+
+
+@functools.lru_cache(maxsize=4096)
 def analyse(sql: str) -> QueryAnalysis:
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        tree = _parsed(sql)
     except sqlglot.errors.ParseError as exc:
         raise InvalidQuery(f"cannot parse the query: {exc}") from None
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     names = [t.name.lower() for t in tree.find_all(exp.Table) if t.name]
     tables = frozenset(n for n in names if n not in ctes)
     reads = names.count("metrics")
-    bound = _bound(tree) if reads == 1 else None  # type: ignore[arg-type]
+    bound = _bound(tree) if reads == 1 else None
     return QueryAnalysis(tables=tables, metrics_reads=reads, bound=bound)
 
 
@@ -90,16 +99,25 @@ def _bound(tree: exp.Expression) -> exp.Expression | None:
         if where is None:
             return None
         for condition in _conjuncts(where.this):
-            if isinstance(condition, exp.GTE | exp.GT) and _is_timestamp(condition.this):
-                upper: exp.Expression = condition.expression
-                return upper
-            if isinstance(condition, exp.LTE | exp.LT) and _is_timestamp(condition.expression):
-                lower: exp.Expression = condition.this
-                return lower
+            found = _lower_bound(condition, _is_timestamp)
+            if found is not None:
+                return found[0]
             if isinstance(condition, exp.Between) and _is_timestamp(condition.this):
                 low: exp.Expression = condition.args["low"]
                 return low
         return None
+    return None
+
+
+def _lower_bound(
+    condition: exp.Expression, is_time: Callable[[exp.Expression], bool]
+) -> tuple[exp.Expression, bool] | None:
+    """``(bound, strict)`` if ``condition`` bounds a time column from below: ``time >= b``,
+    ``time > b`` (strict), ``b <= time`` or ``b < time`` (strict); else None."""
+    if isinstance(condition, exp.GTE | exp.GT) and is_time(condition.this):
+        return condition.expression, isinstance(condition, exp.GT)
+    if isinstance(condition, exp.LTE | exp.LT) and is_time(condition.expression):
+        return condition.this, isinstance(condition, exp.LT)
     return None
 
 
@@ -199,7 +217,7 @@ _SELECT_ARGS = frozenset({"expressions", "from", "from_", "where", "order", "lim
 def series_lookup(sql: str) -> SeriesLookup | None:
     """The lookup ``sql`` is, if it is one the series index answers as DuckDB would."""
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        tree = _parsed(sql)
     except sqlglot.errors.ParseError:
         return None
     if not isinstance(tree, exp.Select):
@@ -269,14 +287,10 @@ def series_lookup(sql: str) -> SeriesLookup | None:
                 return None
             found_metric = True
         elif bound is None:
-            if isinstance(condition, exp.GTE | exp.GT) and column(condition.this) == time_column:
-                bound, strict = condition.expression, isinstance(condition, exp.GT)
-            elif isinstance(condition, exp.LTE | exp.LT) and (
-                column(condition.expression) == time_column
-            ):
-                bound, strict = condition.this, isinstance(condition, exp.LT)
-            else:
+            found = _lower_bound(condition, lambda node: column(node) == time_column)
+            if found is None:
                 return None
+            bound, strict = found
             if any(isinstance(n, exp.Column | exp.Placeholder) for n in bound.walk()):
                 return None
         else:
@@ -332,7 +346,7 @@ _FORBIDDEN = re.compile(
 def forbidden_functions(sql: str) -> list[str]:
     """Names of functions in ``sql`` that no client statement may call on the backend."""
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        tree = _parsed(sql)
     except sqlglot.errors.ParseError:
         return []
     names = set()
@@ -353,7 +367,7 @@ def to_backend_sql(sql: str, dialect: str) -> str:
     if dialect == "duckdb":
         return sql
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        tree = _parsed(sql)
     except sqlglot.errors.ParseError as exc:
         raise InvalidQuery(f"cannot parse the query: {exc}") from None
     if dialect == "postgres":
