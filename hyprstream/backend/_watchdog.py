@@ -2,7 +2,9 @@
 
 What a ``threading.Timer`` per call did, without starting a thread for every query or batch.
 Registering a deadline wakes the thread only when that deadline is the earliest it waits
-for, so a steady stream of calls with the same time limit costs a dict insert each.
+for, so a steady stream of calls with the same time limit costs a dict insert each. Leaving a
+block waits for its ``expire`` if that is already running, so an ``expire`` never reaches
+past its block (for example, cancelling a pooled cursor's next query).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Watchdog:
     def __init__(self, name: str) -> None:
         self._cond = threading.Condition()
         self._due: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._expiring: set[object] = set()  # keys whose ``expire`` is running
         self._wakes_at = float("inf")  # when the thread next looks, if nobody wakes it
         self._closed = False
         threading.Thread(target=self._run, name=name, daemon=True).start()
@@ -39,6 +42,8 @@ class Watchdog:
         finally:
             with self._cond:
                 self._due.pop(key, None)
+                while key in self._expiring:
+                    self._cond.wait()
 
     def _run(self) -> None:
         while True:
@@ -52,10 +57,14 @@ class Watchdog:
                     self._wakes_at = float("inf") if nearest is None else nearest
                     self._cond.wait(None if nearest is None else nearest - now)
                     continue
-                callbacks = [self._due.pop(key)[1] for key in expired]
-            for expire in callbacks:
+                callbacks = [(key, self._due.pop(key)[1]) for key in expired]
+                self._expiring.update(key for key, _ in callbacks)
+            for key, expire in callbacks:
                 with contextlib.suppress(Exception):
                     expire()
+                with self._cond:
+                    self._expiring.discard(key)
+                    self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
