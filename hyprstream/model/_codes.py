@@ -81,6 +81,10 @@ def text_order(strings: pa.StringArray) -> np.ndarray:
     return np.lexsort((words[:, 1], words[:, 0]))
 
 
+#: How many ids :meth:`MetricDictionary.code` remembers.
+_ASKED = 4096
+
+
 class MetricDictionary:
     """Maps metric ids to codes ``0, 1, 2, ...`` and back."""
 
@@ -89,6 +93,7 @@ class MetricDictionary:
         self._hashes = np.zeros(0, np.uint64)  # sorted
         self._hash_codes = np.zeros(0, np.int64)  # code of each sorted hash
         self._collided: dict[str, int] = {}  # ids whose hash another id already has
+        self._asked: dict[str, int] = {}  # ids :meth:`code` found, at most _ASKED
 
     def __len__(self) -> int:
         return len(self._names)
@@ -173,9 +178,18 @@ class MetricDictionary:
         self._names = pa.concat_arrays([self._names, added])
 
     def code(self, name: str) -> int | None:
-        """The code of a committed id, or None."""
-        found = int(self._lookup(pa.array([name], pa.utf8()))[0])
-        return found if found >= 0 else self._collided.get(name)
+        """The code of a committed id, or None. Found codes are remembered (a few thousand:
+        the ids queries ask for one at a time); codes never change once given."""
+        found = self._asked.get(name)
+        if found is not None:
+            return found
+        looked = int(self._lookup(pa.array([name], pa.utf8()))[0])
+        code = looked if looked >= 0 else self._collided.get(name)
+        if code is not None:
+            if len(self._asked) >= _ASKED:
+                self._asked.clear()
+            self._asked[name] = code
+        return code
 
     def name(self, code: int) -> str:
         value = self._names[code].as_py()

@@ -87,9 +87,6 @@ _VIEW_BASE: dict[str, tuple[str, ...]] = {
     for f in WINDOW_COLUMNS
 }
 _VIEW_NAMES = [f.name for f in WINDOW_COLUMNS]
-_QUANTILE_COLUMNS = ("p50", "p90", "p99")
-#: Stored window columns read from a window state block under another name.
-_STATE_FIELDS = {"first_timestamp": "first_ts", "last_timestamp": "last_ts"}
 
 
 _INTERNAL = "_hyprstream"
@@ -198,7 +195,6 @@ class Hyprstream:
         self._backend_table_names: set[str] | None = None
         self._shapes: dict[str, tuple[int, QueryShape]] = {}  # sql -> (cache generation, shape)
         self._views = {f"metrics_{s.label}": s for s in store.sizes}
-        self._codes: dict[str, int] = {}  # metric id -> code, for window lookups
         #: Quantiles of each open window as last flushed, rows aligned with its block.
         self._open_quantiles: dict[tuple[WindowSize, int], np.ndarray | None] = {}
 
@@ -470,43 +466,48 @@ class Hyprstream:
     def _window_rows(
         blocks: Sequence[tuple[WindowSize, int, StateColumns, np.ndarray | None]],
         names: pa.StringArray,
+        schema: pa.Schema = WINDOW_STORE_SCHEMA,
     ) -> pa.Table:
+        """The stored form of window states: ``schema``'s columns (``WINDOW_STORE_SCHEMA``
+        or some of them), one row per state of each block."""
         if not blocks:
-            return WINDOW_STORE_SCHEMA.empty_table()
+            return schema.empty_table()
         lengths = [len(b) for _, _, b, _ in blocks]
 
         def cat(name: str) -> np.ndarray:
             return np.concatenate([getattr(b, name) for _, _, b, _ in blocks])
 
-        starts = np.repeat(np.array([s for _, s, _, _ in blocks], dtype=np.int64), lengths)
-        sizes = np.repeat(np.array([z.micros for z, _, _, _ in blocks], dtype=np.int64), lengths)
-        labels = pa.DictionaryArray.from_arrays(
-            pa.array(np.repeat(np.arange(len(blocks), dtype=np.int32), lengths)),
-            pa.array([z.label for z, _, _, _ in blocks], pa.utf8()),
-        ).cast(pa.utf8())
-        quantiles = np.concatenate(
-            [q if q is not None else np.full((len(b), 3), np.nan) for _, _, b, q in blocks]
-        )
-        missing = np.isnan(quantiles)
+        def starts() -> np.ndarray:
+            return np.repeat(np.array([s for _, s, _, _ in blocks], dtype=np.int64), lengths)
+
+        def sizes() -> np.ndarray:
+            return np.repeat(np.array([z.micros for z, _, _, _ in blocks], dtype=np.int64), lengths)
+
+        def labels() -> pa.Array:
+            return pa.DictionaryArray.from_arrays(
+                pa.array(np.repeat(np.arange(len(blocks), dtype=np.int32), lengths)),
+                pa.array([z.label for z, _, _, _ in blocks], pa.utf8()),
+            ).cast(pa.utf8())
+
+        def quantile(j: int) -> pa.Array:
+            values = np.concatenate(
+                [q[:, j] if q is not None else np.full(len(b), np.nan) for _, _, b, q in blocks]
+            )
+            return pa.array(values, pa.float64(), mask=np.isnan(values))
+
+        build: dict[str, Callable[[], Any]] = {
+            "metric_id": lambda: names.take(pa.array(cat("code"))),
+            "window": labels,
+            "window_start": lambda: pa.array(starts(), TIMESTAMP_TYPE),
+            "window_end": lambda: pa.array(starts() + sizes(), TIMESTAMP_TYPE),
+            "first_timestamp": lambda: pa.array(cat("first_ts"), TIMESTAMP_TYPE),
+            "last_timestamp": lambda: pa.array(cat("last_ts"), TIMESTAMP_TYPE),
+            "p50": lambda: quantile(0),
+            "p90": lambda: quantile(1),
+            "p99": lambda: quantile(2),
+        }
         return pa.table(
-            {
-                "metric_id": names.take(pa.array(cat("code"))),
-                "window": labels,
-                "window_start": pa.array(starts, TIMESTAMP_TYPE),
-                "window_end": pa.array(starts + sizes, TIMESTAMP_TYPE),
-                "count": cat("count"),
-                "sum": cat("sum"),
-                "mean": cat("mean"),
-                "min": cat("min"),
-                "max": cat("max"),
-                "m2": cat("m2"),
-                "first_timestamp": pa.array(cat("first_ts"), TIMESTAMP_TYPE),
-                "last_timestamp": pa.array(cat("last_ts"), TIMESTAMP_TYPE),
-                "last_value": cat("last_value"),
-                "p50": pa.array(quantiles[:, 0], pa.float64(), mask=missing[:, 0]),
-                "p90": pa.array(quantiles[:, 1], pa.float64(), mask=missing[:, 1]),
-                "p99": pa.array(quantiles[:, 2], pa.float64(), mask=missing[:, 2]),
-            }
+            [build[f.name]() if f.name in build else cat(f.name) for f in schema], schema=schema
         )
 
     # -- queries ---------------------------------------------------------------------------
@@ -545,7 +546,7 @@ class Hyprstream:
         if reads is None:
             lookup = series_lookup(sql)
             if lookup is not None:
-                found = self._lookup(sql, lookup, params)
+                found = self._lookup(sql, lookup, params, expected)
                 if found is not None:
                     return found
             self._prepare_read()
@@ -569,43 +570,52 @@ class Hyprstream:
         return names
 
     def _lookup(
-        self, sql: str, lookup: SeriesLookup, params: pa.RecordBatch | Sequence[Any] | None
+        self,
+        sql: str,
+        lookup: SeriesLookup,
+        params: pa.RecordBatch | Sequence[Any] | None,
+        parameter_count: int | None = None,
     ) -> pa.Table | None:
-        """``sql`` answered from the series index (CACHE-11), or None to ask DuckDB: the
-        index is off, the parameter is not text, a bound cannot be worked out, or a column
-        is not one of the table's."""
+        """``sql`` (bound for the hot cache) answered from the series index (CACHE-11), or
+        None to ask DuckDB: the index is off, the parameter is not text, a bound cannot be
+        worked out, or a column is not one of the table's."""
         metric_id = lookup.metric_id if lookup.metric_id is not None else _text(params)
         if metric_id is None:
             return None
-        if lookup.table != "metrics":
-            return self._window_lookup(sql, lookup, metric_id)
-        bound = lookup.lower_bound(self._clock_us()) if lookup.bound is not None else None
+        bound = lookup.lower_bound(self._clock_us())
         if lookup.bound is not None and bound is None:
             return None
-        schema = self.shape(sql).schema
-        rows = self.cache.series(metric_id)
-        if rows is None or not len(schema):
+        size = self._views.get(lookup.table)
+        if size is None and lookup.table != "metrics":
+            return None  # not a window view hyprstream keeps: DuckDB says what it is
+        if parameter_count is None:
+            parameter_count = self.cache.check_readonly(sql)
+        schema = self._hot_shape(sql, parameter_count).schema
+        if not len(schema):
             return None
-        if bound is not None:  # rows are in time order: the admitted ones are a suffix
-            ts = rows[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
-            rows = rows.slice(int(np.searchsorted(ts, bound, side="left")))
-        return _project(rows, lookup, schema)
+        if size is None:
+            rows = self.cache.series(metric_id)
+            if rows is None:
+                return None
+            if bound is not None:  # rows are in time order: the admitted ones are a suffix
+                ts = rows[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
+                rows = rows.slice(int(np.searchsorted(ts, bound, side="left")))
+            return _project(rows, lookup, schema)
+        return self._window_lookup(size, lookup, metric_id, bound, schema)
 
-    def _window_lookup(self, sql: str, lookup: SeriesLookup, metric_id: str) -> pa.Table | None:
+    def _window_lookup(
+        self,
+        size: WindowSize,
+        lookup: SeriesLookup,
+        metric_id: str,
+        bound: int | None,
+        schema: pa.Schema,
+    ) -> pa.Table | None:
         """One metric's windows of one size: the closed ones from the window index, the
         open ones from the store, as the ``metrics_<size>`` view shows them."""
-        size = self._views.get(lookup.table)
-        if size is None:
-            return None
         names = _VIEW_NAMES if lookup.columns is None else list(dict.fromkeys(lookup.columns))
         if any(name not in _VIEW_BASE for name in names):
             return None  # not a column of the view: DuckDB says so
-        bound = lookup.lower_bound(self._clock_us()) if lookup.bound is not None else None
-        if lookup.bound is not None and bound is None:
-            return None
-        schema = self.shape(sql).schema
-        if not len(schema):
-            return None
         needed = {"window_start", *(base for name in names for base in _VIEW_BASE[name])}
         stored = pa.schema([f for f in WINDOW_STORE_SCHEMA if f.name in needed])
         with self._lock:
@@ -635,55 +645,29 @@ class Hyprstream:
     def _open_rows(self, size: WindowSize, metric_id: str, stored: pa.Schema) -> pa.Table:
         """The open windows of ``size`` of ``metric_id``, as flushed (under the lock), with
         the columns of ``stored`` (some of ``WINDOW_STORE_SCHEMA``)."""
-        code = self._codes.get(metric_id)
-        if code is None:
-            code = self._metrics.code(metric_id)
-            if code is None:
-                return stored.empty_table()
-            if len(self._codes) >= _MAX_SHAPES:
-                self._codes.clear()
-            self._codes[metric_id] = code  # codes never change once given
-        starts: list[int] = []
-        rows: list[tuple[StateColumns, int]] = []
-        quantiles: list[np.ndarray | None] = []
-        for start, block in sorted(self.store.open_blocks(size).items()):
-            i = int(np.searchsorted(block.code, code))
-            if i < len(block) and int(block.code[i]) == code:
-                starts.append(start)
-                rows.append((block, i))
-                q = self._open_quantiles.get((size, start))
-                quantiles.append(None if q is None else q[i])
-        n = len(starts)
-        if not n:
-            return stored.empty_table()
-        start_us = np.array(starts, np.int64)
-
-        def column(name: str) -> pa.Array:
-            if name == "metric_id":
-                return pa.repeat(pa.scalar(metric_id, pa.utf8()), n)
-            if name == "window":
-                return pa.repeat(pa.scalar(size.label, pa.utf8()), n)
-            if name == "window_start":
-                return pa.array(start_us, TIMESTAMP_TYPE)
-            if name == "window_end":
-                return pa.array(start_us + size.micros, TIMESTAMP_TYPE)
-            if name in _QUANTILE_COLUMNS:
-                j = _QUANTILE_COLUMNS.index(name)
-                q = np.array([np.nan if row is None else row[j] for row in quantiles])
-                return pa.array(q, pa.float64(), mask=np.isnan(q))
-            field = _STATE_FIELDS.get(name, name)
-            values = np.array([getattr(block, field)[i] for block, i in rows])
-            if field in ("first_ts", "last_ts"):
-                return pa.array(values, TIMESTAMP_TYPE)
-            return pa.array(values)
-
-        return pa.table([column(f.name) for f in stored], schema=stored)
+        code = self._metrics.code(metric_id)
+        rows: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
+        if code is not None:
+            for start, block in sorted(self.store.open_blocks(size).items()):
+                i = int(np.searchsorted(block.code, code))
+                if i < len(block) and int(block.code[i]) == code:
+                    at = slice(i, i + 1)
+                    quantiles = self._open_quantiles.get((size, start))
+                    rows.append(
+                        (size, start, block.take(at), None if quantiles is None else quantiles[at])
+                    )
+        return self._window_rows(rows, self._metrics.names_array(), stored)
 
     def shape(self, sql: str) -> QueryShape:
         """Result schema and parameter count of ``sql``, for prepared statements."""
         count = self.cache.check_readonly(sql)
         if self.backend.queryable and self._on_backend(sql) is not None:
             return QueryShape(schema=pa.schema([]), parameter_count=count)
+        return self._hot_shape(sql, count)
+
+    def _hot_shape(self, sql: str, count: int) -> QueryShape:
+        """The shape of a read-only hot-cache query with ``count`` parameters, cached per
+        query text and table layout."""
         generation = self.cache.generation
         known = self._shapes.get(sql)
         if known is not None and known[0] == generation:

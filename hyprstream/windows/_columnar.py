@@ -55,7 +55,8 @@ class StateColumns:
     def __len__(self) -> int:
         return len(self.code)
 
-    def take(self, index: np.ndarray) -> StateColumns:
+    def take(self, index: np.ndarray | slice) -> StateColumns:
+        """The states at ``index`` (positions, or a slice: views, no copy)."""
         return StateColumns(**{name: getattr(self, name)[index] for name in _FIELDS})
 
     def state(self, i: int) -> WindowState:

@@ -79,3 +79,17 @@ def test_text_order_matches_a_string_sort_on_the_first_16_bytes() -> None:
     order = text_order(arr).tolist()
     got = [words[i].encode()[:16] for i in order]
     assert got == sorted(w.encode()[:16] for w in words)
+
+
+def test_code_of_one_id_committed_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = MetricDictionary()
+    _, new = d.encode(pa.array(["a", "b"]))
+    assert d.code("a") is None  # not committed yet
+    d.commit(new)
+    assert (d.code("a"), d.code("b"), d.code("a"), d.code("zz")) == (0, 1, 0, None)
+    # Ids whose hashes collide live in the side table; they are found too.
+    monkeypatch.setattr(codes_module, "hash_strings", lambda s: np.zeros(len(s), np.uint64))
+    c = MetricDictionary()
+    _, new = c.encode(pa.array(["x", "y", "z"]))
+    c.commit(new)
+    assert [c.code(n) for n in ("z", "y", "x", "w")] == [2, 1, 0, None]
