@@ -13,6 +13,7 @@ from pyarrow import flight
 
 from conformance.process import ServerProcess, spawn_server
 from hyprstream.app import Node, start
+from hyprstream.backend import DuckDBHotCache
 from hyprstream.config import load_config
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,16 @@ def node() -> Iterator[Node]:
         yield n
     finally:
         n.shutdown()
+
+
+@pytest.fixture
+def cache() -> Iterator[DuckDBHotCache]:
+    """An empty in-memory DuckDB hot cache, closed after the test."""
+    c = DuckDBHotCache(":memory:")
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 def connect_adbc(port: int) -> flightsql.Connection:

@@ -4,7 +4,7 @@ a table it read was changed while the backend ran it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -27,15 +27,6 @@ class ScriptedBackend:
         self.calls += 1
         self.during()
         return self.answer
-
-
-@pytest.fixture
-def cache() -> Iterator[DuckDBHotCache]:
-    c = DuckDBHotCache(":memory:")
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def make(cache: DuckDBHotCache, backend: ScriptedBackend) -> ReadThrough:
