@@ -109,9 +109,9 @@ class Sketches:
     def merge(parts: list[Sketches]) -> Sketches:
         """All parts added together, compacted (unique ascending keys per metric).
 
-        Raw parts are sorted together (a plain sort when every count is 1, which numpy does
-        with SIMD), then merged with the compact parts, which are sorted already: a stable
-        sort of sorted runs is a linear merge for numpy's timsort."""
+        Raw parts are sorted together with a plain sort (numpy does it with SIMD; their
+        counts are all 1, so only the keys move), then merged with the compact parts, which
+        are sorted already: a stable sort of sorted runs is a linear merge for timsort."""
         parts = [p for p in parts if len(p)]
         if not parts:
             empty = np.zeros(0, np.int64)
@@ -120,15 +120,10 @@ class Sketches:
             )
         runs = [(p._packed(), p.counts) for p in parts if p.compact]
         raw = [p for p in parts if not p.compact]
-        if raw:
-            packed = np.concatenate([p._packed() for p in raw])
-            counts = np.concatenate([p.counts for p in raw])
-            if bool(np.all(counts == 1)):
-                packed = np.sort(packed)
-            else:
-                order = np.argsort(packed)
-                packed, counts = packed[order], counts[order]
-            runs.append(_reduce(packed, counts))
+        if raw:  # every count of a raw part is 1 (of_runs): the run lengths are the counts
+            packed = np.sort(np.concatenate([p._packed() for p in raw]))
+            starts = np.concatenate(([0], np.flatnonzero(packed[1:] != packed[:-1]) + 1))
+            runs.append((packed[starts], np.diff(np.append(starts, len(packed)))))
         if len(runs) == 1:
             packed, counts = runs[0]
         else:
