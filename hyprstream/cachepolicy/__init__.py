@@ -2,6 +2,6 @@
 and when to rewrite the hot samples into their clustered order."""
 
 from hyprstream.cachepolicy._layout import REWRITE_FLOOR, rewrite_due
-from hyprstream.cachepolicy._policy import CachePolicy, Entry, evictions
+from hyprstream.cachepolicy._policy import CachePolicy, Entry, evictions, may_evict
 
-__all__ = ["REWRITE_FLOOR", "CachePolicy", "Entry", "evictions", "rewrite_due"]
+__all__ = ["REWRITE_FLOOR", "CachePolicy", "Entry", "evictions", "may_evict", "rewrite_due"]

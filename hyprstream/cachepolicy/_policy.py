@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["CachePolicy", "Entry", "evictions"]
+__all__ = ["CachePolicy", "Entry", "evictions", "may_evict"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,3 +66,18 @@ def evictions(entries: Iterable[Entry], now: int, policy: CachePolicy) -> list[H
         total -= e.size
         count -= 1
     return drop
+
+
+def may_evict(
+    policy: CachePolicy, *, entries: int, total_bytes: int, oldest_created_ns: int | None, now: int
+) -> bool:
+    """Whether :func:`evictions` would drop anything from a cache without pinned entries that
+    holds ``entries`` entries of ``total_bytes`` in all, the oldest created at
+    ``oldest_created_ns`` (None: empty): an O(1) check to make before building the entries."""
+    if policy.max_entries is not None and entries > policy.max_entries:
+        return True
+    if policy.max_bytes is not None and total_bytes > policy.max_bytes:
+        return True
+    if policy.ttl_ns is None or oldest_created_ns is None:
+        return False
+    return now - oldest_created_ns >= policy.ttl_ns

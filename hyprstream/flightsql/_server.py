@@ -33,7 +33,7 @@ import pyarrow as pa
 from pyarrow import flight
 
 from hyprstream._version import __version__
-from hyprstream.cachepolicy import CachePolicy, Entry, evictions
+from hyprstream.cachepolicy import CachePolicy, Entry, evictions, may_evict
 from hyprstream.errors import (
     HyprstreamError,
     InvalidInput,
@@ -175,17 +175,16 @@ class _Registry:
         return handle
 
     def _may_evict(self, now: int) -> bool:
-        """Whether the policy could drop anything: the oldest entry is past the TTL, or a
-        limit is exceeded (else asking it is a pass over every entry for nothing)."""
-        policy = self._policy
-        if policy.max_entries is not None and len(self._items) > policy.max_entries:
-            return True
-        if policy.max_bytes is not None and self._bytes > policy.max_bytes:
-            return True
-        if policy.ttl_ns is None or not self._items:
-            return False
-        oldest = next(iter(self._items.values()))
-        return now - oldest.created_ns >= policy.ttl_ns
+        """Whether the policy could drop anything (else asking it is a pass over every entry
+        for nothing). Entries are in creation order: the first is the oldest."""
+        oldest = next(iter(self._items.values()), None)
+        return may_evict(
+            self._policy,
+            entries=len(self._items),
+            total_bytes=self._bytes,
+            oldest_created_ns=None if oldest is None else oldest.created_ns,
+            now=now,
+        )
 
     def get(self, handle: bytes) -> Any:
         with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hyprstream.cachepolicy import CachePolicy, Entry, evictions, rewrite_due
+from hyprstream.cachepolicy import CachePolicy, Entry, evictions, may_evict, rewrite_due
 
 
 def e(key: str, size: int = 10, created: int = 0, used: int = 0, pinned: bool = False) -> Entry:
@@ -81,3 +81,27 @@ def test_rewrites_under_continuous_load_cost_at_most_one_and_a_half_times_the_ro
 def test_negative_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="must not be negative"):
         rewrite_due(changed=-1, rows=0, idle=True)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        CachePolicy(ttl_ns=100),
+        CachePolicy(max_bytes=25),
+        CachePolicy(max_entries=2),
+        CachePolicy(ttl_ns=50, max_bytes=40, max_entries=3),
+        CachePolicy(),
+    ],
+)
+def test_may_evict_says_whether_evictions_drops_anything(policy: CachePolicy) -> None:
+    for count in range(5):
+        for now in (0, 49, 50, 99, 100, 150, 1_000):
+            entries = [e(f"k{i}", size=10, created=i * 20, used=i * 20) for i in range(count)]
+            expected = bool(evictions(entries, now, policy))
+            assert may_evict(
+                policy,
+                entries=count,
+                total_bytes=10 * count,
+                oldest_created_ns=entries[0].created_ns if entries else None,
+                now=now,
+            ) == expected
