@@ -311,8 +311,6 @@ def _from_toml(path: Path) -> dict[str, Any]:
         if not isinstance(out["engine_options"], dict):
             raise ConfigError('[storage] options must be a table of key = "value" pairs')
         out["engine_options"] = {str(k): str(v) for k, v in out["engine_options"].items()}
-    if "cache_enabled" in out:
-        out["cache_enabled"] = bool(out["cache_enabled"])
     return out
 
 
@@ -402,8 +400,8 @@ def load_config(
             kwargs["cache_max_duration_us"] = (
                 None if text in ("none", "0") else parse_duration(value, what="cache max duration")
             )
-        elif key == "series_index":
-            kwargs[key] = _switch(value, "series index")
+        elif key in ("series_index", "cache_enabled"):
+            kwargs[key] = _switch(value, key.replace("_", " "))
         elif key in ("cache_max_bytes", "query_memory_limit", "memory_limit"):
             kwargs[key] = parse_bytes(value)
         elif key in ("engine_password", "auth_users_env"):

@@ -40,7 +40,8 @@ from hyprstream.backend._port import (
     DuplicateBatch,
     StoredBatch,
 )
-from hyprstream.backend._types import DUCKDB_CONFINEMENT, duckdb_type
+from hyprstream.backend._types import confine, duckdb_type
+from hyprstream.backend._types import quote_identifier as _quote
 from hyprstream.backend._watchdog import Watchdog
 from hyprstream.errors import ConfigError, InvalidQuery, Unavailable
 from hyprstream.model import METRIC_ID, RUNNING_COUNT, TIMESTAMP, metrics_schema
@@ -379,10 +380,6 @@ class _Pool:
             self._db.close()
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _timestamp(us: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
 
@@ -418,8 +415,7 @@ class AdbcBackend:
         replays at most that much log."""
         with self._translate("lock its configuration"), self._pool.connection() as conn:
             with conn.cursor() as cur:
-                for setting in ("checkpoint_threshold = '256MB'", *DUCKDB_CONFINEMENT):
-                    cur.execute(f"SET GLOBAL {setting}")
+                confine(cur, "checkpoint_threshold = '256MB'")
             conn.commit()
 
     @property
@@ -597,7 +593,9 @@ class AdbcBackend:
     def scan(self, since_us: int | None) -> Iterator[pa.RecordBatch]:
         with self._translate("read stored samples"):
             table = self._select_since(
-                f"SELECT * FROM {_quote(METRICS_TABLE)}", f"{_quote(TIMESTAMP)} >=", since_us
+                f"SELECT * FROM {_quote(METRICS_TABLE)}",
+                f"{_quote(TIMESTAMP)} >=",
+                since_us,
             )
         yield from table.to_batches()
 

@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hyprstream.backend._series import SeriesIndex
-from hyprstream.backend._types import DUCKDB_CONFINEMENT, duckdb_type
+from hyprstream.backend._types import confine, duckdb_type
+from hyprstream.backend._types import quote_identifier as _q
 from hyprstream.backend._watchdog import Watchdog
 from hyprstream.cachepolicy import REWRITE_FLOOR, rewrite_due
 from hyprstream.errors import (
@@ -129,10 +130,6 @@ class QueryShape:
     parameter_count: int
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class DuckDBHotCache:
     """The hot store and query engine. Writers must be serialised by the caller."""
 
@@ -216,8 +213,7 @@ class DuckDBHotCache:
             self._cursors.append(cursor)
             self._readers.put(cursor)
         with self._writer.cursor() as cur:
-            for setting in DUCKDB_CONFINEMENT:
-                cur.execute(f"SET GLOBAL {setting}")
+            confine(cur)
         self._writer.commit()
 
     def _connect(self, *, autocommit: bool) -> adbc_dbapi.Connection:

@@ -16,6 +16,12 @@ from hyprstream.model import RUNNING_COUNT, TIMESTAMP, metrics_schema
 __all__ = ["MemoryBackend"]
 
 
+_NO_CLIENT_TABLES = (
+    "the in-memory backend holds no client tables; run hyprstream with a durable backend "
+    "(the embedded default, or --engine adbc)"
+)
+
+
 class MemoryBackend:
     """Volatile backend: what it holds is lost with the process."""
 
@@ -111,13 +117,10 @@ class MemoryBackend:
         raise Unsupported("the in-memory backend answers no queries")
 
     def execute(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int:
-        raise Unsupported(
-            "the in-memory backend holds no client tables; run hyprstream with a durable "
-            "backend (the embedded default, or --engine adbc)"
-        )
+        raise Unsupported(_NO_CLIENT_TABLES)
 
     def ingest(self, table: str, data: pa.Table, mode: str) -> int:
-        return self.execute("")
+        raise Unsupported(_NO_CLIENT_TABLES)
 
     def table_schema(self, table: str) -> pa.Schema | None:
         return self._schema if table == METRICS_TABLE else None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 from hyprstream.errors import InvalidInput
 
-__all__ = ["duckdb_type"]
+__all__ = ["DUCKDB_CONFINEMENT", "confine", "duckdb_type", "quote_identifier"]
 
 _SIMPLE = {
     pa.utf8(): "VARCHAR",
@@ -24,6 +26,11 @@ _SIMPLE = {
     pa.date32(): "DATE",
     pa.binary(): "BLOB",
 }
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (DuckDB, PostgreSQL and SQLite alike)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def duckdb_type(t: pa.DataType) -> str:
@@ -47,3 +54,10 @@ DUCKDB_CONFINEMENT = (
     "allow_community_extensions = false",
     "lock_configuration = true",
 )
+
+
+def confine(cursor: Any, *extra: str) -> None:
+    """Apply ``extra`` DuckDB settings, then :data:`DUCKDB_CONFINEMENT` (which locks the
+    configuration, so it comes last), on a DB-API cursor of the database."""
+    for setting in (*extra, *DUCKDB_CONFINEMENT):
+        cursor.execute(f"SET GLOBAL {setting}")

@@ -211,3 +211,12 @@ def test_series_index_switch(tmp_path: Path) -> None:
     path.write_text("[cache]\nseries_index = false\n", encoding="utf-8")
     assert load_config(config_file=path).series_index is False
     assert load_config(config_file=path, flags={"series_index": "on"}).series_index is True
+
+
+def test_cache_enabled_is_a_switch_like_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "hyprstream.toml"
+    path.write_text('[cache]\nenabled = "false"\n', encoding="utf-8")
+    assert load_config(config_file=path).cache_enabled is False  # bool("false") was True
+    assert load_config(flags={"cache_enabled": True}).cache_enabled is True
+    with pytest.raises(ConfigError, match="cache enabled setting must be on or off"):
+        load_config(flags={"cache_enabled": "sometimes"})
