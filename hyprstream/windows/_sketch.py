@@ -37,6 +37,8 @@ QUANTILES = (0.5, 0.9, 0.99)
 MIN_INDEXABLE = 1e-9
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = float(np.log(_GAMMA))
+_LOG_SCALE = float(np.log(2.0 / (_GAMMA + 1.0)))
+_LARGEST = float(np.finfo(np.float64).max)
 _BIAS = 2_000  # ceil(log_gamma(1e-9)) is about -1037; keeps positive keys >= 1
 
 
@@ -65,7 +67,11 @@ def _reduce(packed: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndar
 def value_of(keys: np.ndarray) -> np.ndarray:
     """The representative value of each bucket key."""
     index = np.abs(keys).astype(np.float64) - _BIAS
-    magnitude = 2.0 * np.exp(index * _LOG_GAMMA) / (_GAMMA + 1.0)
+    # 2 * gamma**index / (gamma + 1), in logarithms: gamma**index alone overflows for the
+    # largest buckets. Values near the largest float are capped at it (they hold no more).
+    with np.errstate(over="ignore"):
+        magnitude = np.exp(index * _LOG_GAMMA + _LOG_SCALE)
+    magnitude = np.minimum(magnitude, _LARGEST)
     out = np.where(keys < 0, -magnitude, magnitude)
     out[keys == 0] = 0.0
     result: np.ndarray = out

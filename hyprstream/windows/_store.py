@@ -109,6 +109,12 @@ class StoreChanges:
     evict_before: dict[WindowSize, int] = field(default_factory=dict)
 
 
+#: Sums of finite values can still overflow: windows then hold what IEEE arithmetic gives
+#: (an infinite sum, an infinite or NaN mean or variance) and ingest goes on (WIN-6); numpy
+#: is not to warn about it.
+_ieee = np.errstate(over="ignore", invalid="ignore")
+
+
 class WindowStore:
     """Open window states, per size and window start, for metrics identified by int codes."""
 
@@ -175,6 +181,7 @@ class WindowStore:
 
     # -- ingest ----------------------------------------------------------------------------
 
+    @_ieee
     def plan(
         self,
         code: np.ndarray,
@@ -258,6 +265,7 @@ class WindowStore:
                 closing.append((size, start, final, quantiles))
         return closing
 
+    @_ieee
     def apply(self, plan: IngestPlan) -> StoreChanges:
         """Merge an accepted plan; returns what changed, closed and may be evicted."""
         if plan.base_version != self._version:
@@ -294,6 +302,7 @@ class WindowStore:
             return {}
         return {size: self._max_ts - self.retention_us[size] for size in self.sizes}
 
+    @_ieee
     def warm(self, code: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
         """Merge samples already known to be on time, in any order (restoring after a restart).
 
@@ -312,6 +321,7 @@ class WindowStore:
         batch_max = int(s.ts.max())
         self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
 
+    @_ieee
     def close_due(self) -> StoreChanges:
         """Close every window the watermark has passed; say what may be evicted."""
         changes = StoreChanges()

@@ -212,6 +212,19 @@ def test_windows_close_once_the_watermark_passes_their_end() -> None:
     assert changes.evict_before[M5] == 15 * MIN - 6 * HOUR
 
 
+def test_sums_beyond_the_largest_float_are_infinite_and_ingest_goes_on() -> None:
+    # WIN-6: finite values whose sum overflows; numpy must not warn (warnings are errors here).
+    st = store(quantiles=[M5])
+    plan, _ = ingest(st, [(1, 0, 1.5e308), (1, 1, 1.5e308), (1, 2, -1e308)])
+    assert plan.running_sum.tolist() == [1.5e308, np.inf, np.inf]
+    open_5m = dict(st.open_blocks(M5))[0]
+    assert open_5m.sum.tolist() == [np.inf]
+    assert open_5m.count.tolist() == [3]
+    assert np.all(np.isfinite(st.block_quantiles(M5, 0, open_5m)))
+    _, changes = ingest(st, [(1, HOUR, 1.0)])  # closes the window, with the same numbers
+    assert [int(block.count[0]) for size, _, block, _ in changes.closed if size == M5] == [3]
+
+
 def test_retention_must_exceed_lateness() -> None:
     with pytest.raises(ConfigError, match="must exceed the allowed lateness"):
         WindowStore(sizes=[M5], lateness_us=HOUR, retention_us={M5: HOUR})
