@@ -10,6 +10,7 @@ from hyprstream.backend._adbc import (
 from hyprstream.backend._duckdb_cache import WINDOW_COLUMNS, DuckDBHotCache, QueryShape
 from hyprstream.backend._memory import MemoryBackend
 from hyprstream.backend._port import Backend, BatchAck, DuplicateBatch, StoredBatch
+from hyprstream.backend._series import ColumnStats, Groups
 from hyprstream.backend._types import duckdb_type
 
 __all__ = [
@@ -17,10 +18,12 @@ __all__ = [
     "AdbcBackend",
     "Backend",
     "BatchAck",
+    "ColumnStats",
     "ConnectionSettings",
     "DriverSpec",
     "DuckDBHotCache",
     "DuplicateBatch",
+    "Groups",
     "MemoryBackend",
     "QueryShape",
     "StoredBatch",

@@ -19,7 +19,7 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hyprstream.backend._series import SeriesIndex
+from hyprstream.backend._series import Groups, SeriesIndex
 from hyprstream.backend._types import confine, duckdb_type
 from hyprstream.backend._types import quote_identifier as _q
 from hyprstream.backend._watchdog import Watchdog
@@ -344,6 +344,15 @@ class DuckDBHotCache:
         from the series index (CACHE-11); None when the index is off."""
         index = self._series
         return None if index is None else index.series(metric_id, self._series_schema)
+
+    def aggregate_series(
+        self, columns: Sequence[str], lower_us: int | None, extremes: Collection[str] = ()
+    ) -> Groups | None:
+        """Per-metric partial aggregates of the hot rows at or after ``lower_us`` from the
+        series index (see ``SeriesIndex.aggregate``, CACHE-11); None when the index is off
+        or cannot answer."""
+        index = self._series
+        return None if index is None else index.aggregate(columns, lower_us, extremes)
 
     # -- the clustered layout of ``metrics`` (CACHE-10) ------------------------------------
 

@@ -32,8 +32,9 @@ Pure: pyarrow and numpy only; no clock, no threads, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +42,7 @@ import pyarrow.compute as pc
 
 from hyprstream.model import METRIC_ID, TIMESTAMP
 
-__all__ = ["SeriesIndex"]
+__all__ = ["ColumnStats", "Groups", "SeriesIndex"]
 
 #: A partly evicted run is rewritten once at least this share of its rows is evicted.
 _REWRITE_SHARE = 8
@@ -54,10 +55,34 @@ class _Run:
     offsets: np.ndarray  # int64, len(keys) + 1: rows of keys[i] are offsets[i]:offsets[i+1]
     oldest_us: int
     newest_us: int
+    #: Worked out on first use and kept: see :meth:`search_keys`.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def rows(self) -> int:
         return int(self.table.num_rows)
+
+    def search_keys(self, time_column: str) -> np.ndarray | None:
+        """``segment * span + (time - oldest)`` for every row: ascending, since the rows are
+        sorted by (metric, time), so one ``searchsorted`` finds where each metric's rows
+        reach an instant. None if that would overflow int64."""
+        if "search" not in self.memo:
+            span = self.newest_us - self.oldest_us + 1
+            keys: np.ndarray | None = None
+            if len(self.keys) * span < 1 << 62:
+                base = np.arange(len(self.keys), dtype=np.int64) * span
+                keys = np.repeat(base, np.diff(self.offsets))
+                keys += _timestamps(self.table, time_column) - self.oldest_us
+            self.memo["search"] = keys
+        found: np.ndarray | None = self.memo["search"]
+        return found
+
+    def names(self) -> pa.Array:
+        """``keys`` as an Arrow string array (made once: converting costs more than using)."""
+        if "names" not in self.memo:
+            self.memo["names"] = pa.array(self.keys, pa.utf8())
+        names: pa.Array = self.memo["names"]
+        return names
 
     def ranks(self, keys: np.ndarray) -> np.ndarray:
         """Each row's position of its metric in ``keys`` (a sorted superset of ours)."""
@@ -73,6 +98,98 @@ def _timestamps(table: pa.Table, name: str) -> np.ndarray:
 #: Keys longer than this are kept as Python strings: numpy's fixed-width strings take four
 #: bytes per character of the longest key for every key.
 _FIXED_WIDTH_CHARS = 64
+
+
+def _values(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A fixed-width column of a run as numpy (timestamps as int64 microseconds), without
+    copying, and its validity (None when nothing is NULL)."""
+    chunks = table[name]
+    column = chunks.chunk(0) if chunks.num_chunks == 1 else chunks.combine_chunks()
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    dtype = np.float64 if pa.types.is_floating(column.type) else np.int64
+    values = np.frombuffer(column.buffers()[1], dtype=dtype, count=len(column) + column.offset)
+    values = values[column.offset :]
+    valid = None
+    if column.null_count:
+        valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return values, valid
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnStats:
+    """Per-metric partial aggregates of one column over the rows a query admits."""
+
+    count: np.ndarray  # int64: non-NULL values
+    sum: np.ndarray  # float64 or int64 (0 where count is 0)
+    min: np.ndarray  # the column's dtype; meaningless where count is 0; empty if not asked
+    max: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Groups:
+    """What :meth:`SeriesIndex.aggregate` found: the metrics with admitted rows, sorted."""
+
+    keys: np.ndarray  # metric ids (numpy unicode or object)
+    names: pa.Array  # the same as Arrow strings
+    rows: np.ndarray  # int64: admitted rows per metric
+    stats: dict[str, ColumnStats]
+
+
+def _reduce(
+    values: np.ndarray, valid: np.ndarray | None, starts: np.ndarray, extremes: bool
+) -> ColumnStats:
+    """Partial aggregates of ``values`` over the segments beginning at ``starts`` (each
+    non-empty, together covering ``values``); minimum and maximum only with ``extremes``."""
+    if valid is None:
+        count = np.diff(np.append(starts, len(values)))
+        summed = low = high = values
+    else:
+        count = np.add.reduceat(valid.astype(np.int64), starts)
+        if values.dtype == np.float64:
+            low_fill, high_fill = np.inf, -np.inf
+        else:
+            low_fill, high_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+        summed = np.where(valid, values, 0)
+        low = np.where(valid, values, low_fill) if extremes else values
+        high = np.where(valid, values, high_fill) if extremes else values
+    nothing = np.empty(0, dtype=values.dtype)
+    return ColumnStats(
+        count=count.astype(np.int64, copy=False),
+        sum=np.add.reduceat(summed, starts),
+        min=np.minimum.reduceat(low, starts) if extremes else nothing,
+        max=np.maximum.reduceat(high, starts) if extremes else nothing,
+    )
+
+
+def _combine(parts: list[Groups], columns: Sequence[str]) -> Groups:
+    """Partial aggregates of several runs merged per metric."""
+    if len(parts) == 1:
+        return parts[0]
+    keys = np.concatenate([p.keys for p in parts])
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    names = pa.concat_arrays([p.names for p in parts]).take(pa.array(order[first]))
+
+    def merged(arrays: list[np.ndarray], how: np.ufunc) -> np.ndarray:
+        return np.asarray(how.reduceat(np.concatenate(arrays)[order], first))
+
+    stats = {
+        name: ColumnStats(
+            count=merged([p.stats[name].count for p in parts], np.add),
+            sum=merged([p.stats[name].sum for p in parts], np.add),
+            min=merged([p.stats[name].min for p in parts], np.minimum)
+            if len(parts[0].stats[name].min)
+            else parts[0].stats[name].min,
+            max=merged([p.stats[name].max for p in parts], np.maximum)
+            if len(parts[0].stats[name].max)
+            else parts[0].stats[name].max,
+        )
+        for name in columns
+    }
+    rows = merged([p.rows for p in parts], np.add)
+    return Groups(keys=keys[first], names=names, rows=rows, stats=stats)
 
 
 def _unicode(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -185,7 +302,11 @@ class SeriesIndex:
     def compact(self, *, force: bool = False) -> bool:
         """Merge the runs that are due (see the module docstring); with ``force``, also one
         run more than due, to bring the number of runs down. Whether any were merged."""
-        runs = self._runs
+        # Runs too large to merge go first, so that the others form one suffix (a large run
+        # appended after small ones would otherwise strand them). Lookups do not depend on
+        # the order of runs.
+        large = tuple(run for run in self._runs if run.rows >= self._max_run_rows)
+        runs = large + tuple(run for run in self._runs if run.rows < self._max_run_rows)
         total = 0
         start = len(runs)
         for i in range(len(runs) - 1, -1, -1):
@@ -200,6 +321,7 @@ class SeriesIndex:
             if not due:
                 break  # forced: one run more than due
         if len(runs) - start < 2:
+            self._runs = runs
             return False
         merged = self._merge(runs[start:])
         self._runs = (*runs[:start], *([merged] if merged is not None else []))
@@ -248,6 +370,70 @@ class SeriesIndex:
         """The time of one row, in microseconds."""
         value = table[self._time][row]
         return int(value.cast(pa.int64()).as_py())
+
+    @np.errstate(over="ignore", invalid="ignore")  # an overflowing sum is the caller's to see
+    def aggregate(
+        self, columns: Sequence[str], lower_us: int | None, extremes: Collection[str] = ()
+    ) -> Groups | None:
+        """Per metric, the number of rows at or after ``lower_us`` (None: all rows) and the
+        count and sum of each of ``columns`` (fixed-width columns every row has) over them,
+        with minimum and maximum for those also in ``extremes``; None if the index cannot
+        answer."""
+        runs, watermark = self._runs, self._watermark
+        if self._disabled:
+            return None
+        if watermark is not None and (lower_us is None or lower_us < watermark):
+            lower_us = watermark
+        parts: list[Groups] = []
+        for run in runs:
+            if lower_us is not None and lower_us > run.newest_us:
+                continue
+            offsets = run.offsets
+            if lower_us is None or lower_us <= run.oldest_us:
+                starts, stops = offsets[:-1], offsets[1:]
+            else:
+                search = run.search_keys(self._time)
+                if search is None:
+                    return None
+                span = run.newest_us - run.oldest_us + 1
+                targets = np.arange(len(run.keys), dtype=np.int64) * span
+                targets += lower_us - run.oldest_us
+                starts, stops = np.searchsorted(search, targets), offsets[1:]
+            lengths = stops - starts
+            present = lengths > 0
+            if not present.any():
+                continue
+            names = run.names()
+            if not present.all():
+                names = names.filter(pa.array(present))
+            keys, starts, lengths = run.keys[present], starts[present], lengths[present]
+            firsts = np.zeros(len(lengths), dtype=np.int64)
+            np.cumsum(lengths[:-1], out=firsts[1:])
+            whole = len(keys) == len(run.keys) and bool(np.array_equal(starts, offsets[:-1]))
+            take = (
+                None
+                if whole
+                else np.repeat(starts - firsts, lengths)
+                + np.arange(int(lengths.sum()), dtype=np.int64)
+            )
+            stats: dict[str, ColumnStats] = {}
+            for name in columns:
+                values, valid = _values(run.table, name)
+                if take is not None:
+                    values = values[take]
+                    valid = None if valid is None else valid[take]
+                stats[name] = _reduce(values, valid, firsts, name in extremes)
+            rows = lengths.astype(np.int64)
+            parts.append(Groups(keys=keys, names=names, rows=rows, stats=stats))
+        if not parts:
+            nothing = np.array([], dtype=np.int64)
+            return Groups(
+                keys=np.array([], dtype=str),
+                names=pa.array([], pa.utf8()),
+                rows=nothing,
+                stats={name: ColumnStats(nothing, nothing, nothing, nothing) for name in columns},
+            )
+        return _combine(parts, columns)
 
     def series(self, metric_id: str, schema: pa.Schema) -> pa.Table | None:
         """The rows of ``metric_id`` in time order, with the columns of ``schema`` (the hot

@@ -26,10 +26,13 @@ from sqlglot import exp
 from hyprstream.errors import InvalidQuery
 
 __all__ = [
+    "Aggregate",
+    "GroupedLookup",
     "QueryAnalysis",
     "SeriesLookup",
     "analyse",
     "forbidden_functions",
+    "grouped_lookup",
     "series_lookup",
     "to_backend_sql",
 ]
@@ -331,6 +334,213 @@ def series_lookup(sql: str) -> SeriesLookup | None:
         bound=bound,
         strict=strict,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """One aggregate of a grouped lookup: ``function`` of ``column`` (None: ``COUNT(*)``)."""
+
+    function: str  # "count", "sum", "avg", "min" or "max"
+    column: str | None  # lower-case
+
+
+#: Columns a grouped lookup aggregates, by the functions it may apply to them: the numeric
+#: core columns take all five, ``timestamp`` only those whose result is a timestamp or count.
+_AGGREGABLE = {
+    "value": frozenset({"count", "sum", "avg", "min", "max"}),
+    "value_running_window_sum": frozenset({"count", "sum", "avg", "min", "max"}),
+    "value_running_window_avg": frozenset({"count", "sum", "avg", "min", "max"}),
+    "value_running_window_count": frozenset({"count", "sum", "avg", "min", "max"}),
+    "timestamp": frozenset({"count", "min", "max"}),
+}
+_AGGREGATES: dict[type[exp.Expression], str] = {
+    exp.Count: "count",
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedLookup:
+    """A per-metric aggregate of recent samples that the series index answers (CACHE-11)::
+
+        SELECT <metric_id | aggregate> [[AS] name], ... FROM metrics [[AS] m]
+        [WHERE timestamp >= <bound>]
+        GROUP BY metric_id | 1 | ALL
+        [ORDER BY <output column | position | metric_id> [ASC | DESC] [NULLS FIRST | LAST],
+         ...] [LIMIT n]
+
+    An aggregate is ``COUNT(*)``, or ``COUNT``, ``SUM``, ``AVG``, ``MIN`` or ``MAX`` of
+    ``value`` or a ``value_running_window_*`` column (``COUNT``, ``MIN`` and ``MAX`` also of
+    ``timestamp``). ``<bound>`` is as for :class:`SeriesLookup`.
+    """
+
+    items: tuple[Aggregate | None, ...]  # in select order; None is the metric_id column
+    #: (item position or None for metric_id, descending, NULLs first)
+    order: tuple[tuple[int | None, bool, bool], ...]
+    limit: int | None
+    bound: exp.Expression | None = None
+    strict: bool = False
+
+    def lower_bound(self, now_us: int) -> int | None:
+        """The earliest time the query admits, at ``now``; None if it cannot tell."""
+        if self.bound is None:
+            return None
+        value = _evaluate(self.bound, now_us)
+        return None if value is None else value + (1 if self.strict else 0)
+
+
+_GROUPED_ARGS = frozenset({"expressions", "from", "from_", "where", "group", "order", "limit"})
+
+
+@functools.lru_cache(maxsize=4096)
+def grouped_lookup(sql: str) -> GroupedLookup | None:
+    """The grouped lookup ``sql`` is, if it is one the series index answers as DuckDB
+    would (see :class:`GroupedLookup`)."""
+    try:
+        tree = _parsed(sql)
+    except sqlglot.errors.ParseError:
+        return None
+    if not isinstance(tree, exp.Select):
+        return None
+    if any(value for key, value in tree.args.items() if key not in _GROUPED_ARGS):
+        return None  # DISTINCT, HAVING, joins, WITH, OFFSET, QUALIFY, ...
+    from_ = tree.args.get("from") or tree.args.get("from_")
+    source = from_.this if from_ is not None else None
+    if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
+        return None
+    if source.name.lower() != "metrics" or source.args.get("db") or source.args.get("catalog"):
+        return None
+    if source.args.get("joins"):
+        return None
+    names = {"metrics", source.alias_or_name.lower()}
+
+    def column(node: exp.Expression) -> str | None:
+        if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
+            return None
+        if node.table and node.table.lower() not in names:
+            return None
+        if node.args.get("db") or node.args.get("catalog"):
+            return None
+        return str(node.name).lower()
+
+    def aggregate(node: exp.Expression) -> Aggregate | None:
+        function = _AGGREGATES.get(type(node))
+        if function is None:
+            return None
+        if any(v for k, v in node.args.items() if k not in ("this", "big_int")):
+            return None  # MIN(x, n), ...
+        if function == "count" and isinstance(node.this, exp.Star):
+            return Aggregate("count", None)
+        name = column(node.this)
+        if name is None or function not in _AGGREGABLE.get(name, ()):
+            return None
+        return Aggregate(function, name)
+
+    items: list[Aggregate | None] = []
+    aliases: dict[str, int] = {}
+    for item in tree.expressions:
+        node = item.this if isinstance(item, exp.Alias) else item
+        found = aggregate(node)
+        if found is None and column(node) != "metric_id":
+            return None
+        alias = item.alias_or_name.lower()
+        # DuckDB lets ORDER BY name select aliases: keep column names unambiguous.
+        if (alias in _AGGREGABLE or alias == "metric_id") and (
+            found is not None or alias != "metric_id"
+        ):
+            return None
+        aliases.setdefault(alias, len(items))
+        items.append(found)
+    if not any(items):
+        return None
+
+    group = tree.args.get("group")
+    if group is None or any(v for k, v in group.args.items() if k not in ("expressions", "all")):
+        return None
+    if group.args.get("all"):
+        if group.expressions:
+            return None
+    elif len(group.expressions) != 1:
+        return None
+    else:
+        key = group.expressions[0]
+        if isinstance(key, exp.Literal) and not key.is_string:
+            position = _position(key, len(items))
+            if position is None or items[position] is not None:
+                return None
+        elif column(key) != "metric_id":
+            return None
+
+    bound: exp.Expression | None = None
+    strict = False
+    where = tree.args.get("where")
+    if where is not None:
+        conditions = _conjuncts(where.this)
+        if len(conditions) != 1:
+            return None
+        found_bound = _lower_bound(conditions[0], lambda node: column(node) == "timestamp")
+        if found_bound is None:
+            return None
+        bound, strict = found_bound
+        if any(isinstance(n, exp.Column | exp.Placeholder) for n in bound.walk()):
+            return None
+
+    order: list[tuple[int | None, bool, bool]] = []
+    if tree.args.get("order") is not None:
+        for key in tree.args["order"].expressions:
+            if not isinstance(key, exp.Ordered):
+                return None
+            target = key.this
+            where_to: int | None
+            if isinstance(target, exp.Literal) and not target.is_string:
+                where_to = _position(target, len(items))
+                if where_to is None:
+                    return None
+            elif (
+                isinstance(target, exp.Column)
+                and not target.table
+                and (str(target.name).lower() in aliases)
+            ):
+                where_to = aliases[str(target.name).lower()]
+            elif column(target) == "metric_id":
+                where_to = None
+            else:
+                wanted = aggregate(target)
+                if wanted is None or wanted not in items:
+                    return None
+                where_to = items.index(wanted)
+            if where_to is not None and items[where_to] is None:
+                where_to = None  # the metric_id column
+            # sqlglot fills in DuckDB's default (NULLS LAST) where the query says nothing.
+            nulls_first = bool(key.args.get("nulls_first"))
+            order.append((where_to, bool(key.args.get("desc")), nulls_first))
+
+    limit = None
+    if tree.args.get("limit") is not None:
+        amount = tree.args["limit"].expression
+        if not (isinstance(amount, exp.Literal) and not amount.is_string):
+            return None
+        try:
+            limit = int(amount.this)
+        except ValueError:
+            return None
+        if limit < 0:
+            return None
+    return GroupedLookup(
+        items=tuple(items), order=tuple(order), limit=limit, bound=bound, strict=strict
+    )
+
+
+def _position(node: exp.Literal, count: int) -> int | None:
+    """The 0-based select position a 1-based ``ORDER BY``/``GROUP BY`` number names."""
+    try:
+        position = int(node.this) - 1
+    except ValueError:
+        return None
+    return position if 0 <= position < count else None
 
 
 #: Server-side functions a client must not reach through the backend (files, other servers,

@@ -33,7 +33,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hyprstream.backend import WINDOW_COLUMNS, Backend, DuckDBHotCache, QueryShape, duckdb_type
+from hyprstream.backend import (
+    WINDOW_COLUMNS,
+    Backend,
+    DuckDBHotCache,
+    Groups,
+    QueryShape,
+    duckdb_type,
+)
 from hyprstream.backend._duckdb_cache import WINDOW_STORE_SCHEMA
 from hyprstream.backend._port import (
     BATCHES_TABLE,
@@ -61,9 +68,11 @@ from hyprstream.model import (
 from hyprstream.service._appender import Appender
 from hyprstream.service._readthrough import ReadThrough
 from hyprstream.service._routing import (
+    GroupedLookup,
     SeriesLookup,
     analyse,
     forbidden_functions,
+    grouped_lookup,
     series_lookup,
     to_backend_sql,
 )
@@ -549,6 +558,12 @@ class Hyprstream:
                 found = self._lookup(sql, lookup, params, expected)
                 if found is not None:
                     return found
+            elif not expected:
+                grouped = grouped_lookup(sql)
+                if grouped is not None:
+                    found = self._grouped(sql, grouped)
+                    if found is not None:
+                        return found
             self._prepare_read()
             return self.cache.query(sql, params)
         unknown = reads - self._hot_tables - self._backend_tables()
@@ -602,6 +617,24 @@ class Hyprstream:
                 rows = rows.slice(int(np.searchsorted(ts, bound, side="left")))
             return _project(rows, lookup, schema)
         return self._window_lookup(size, lookup, metric_id, bound, schema)
+
+    def _grouped(self, sql: str, lookup: GroupedLookup) -> pa.Table | None:
+        """``sql`` (bound for the hot cache, without parameters) answered from the series
+        index (CACHE-11), or None to ask DuckDB."""
+        bound = lookup.lower_bound(self._clock_us())
+        if lookup.bound is not None and bound is None:
+            return None
+        schema = self._hot_shape(sql, 0).schema
+        if len(schema) != len(lookup.items):
+            return None
+        columns = sorted({a.column for a in lookup.items if a is not None and a.column})
+        extremes = {
+            a.column for a in lookup.items if a is not None and a.function in ("min", "max")
+        }
+        groups = self.cache.aggregate_series(columns, bound, {c for c in extremes if c})
+        if groups is None:
+            return None
+        return _grouped_rows(groups, lookup, schema)
 
     def _window_lookup(
         self,
@@ -850,6 +883,67 @@ def _project(rows: pa.Table, lookup: SeriesLookup, schema: pa.Schema) -> pa.Tabl
         return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+
+
+def _grouped_rows(groups: Groups, lookup: GroupedLookup, schema: pa.Schema) -> pa.Table | None:
+    """The result of a grouped lookup, in DuckDB's result ``schema``, from the per-metric
+    aggregates; None if a value is one DuckDB would treat otherwise (an overflow) or a
+    column does not convert to DuckDB's type."""
+    count = len(groups.keys)
+    if not count:
+        return schema.empty_table()
+    values: list[np.ndarray] = []  # per item, what it orders by
+    arrays: list[pa.Array] = []
+    for item, target in zip(lookup.items, schema, strict=True):
+        if item is None:
+            value = groups.keys
+            array = groups.names
+        elif item.column is None:  # COUNT(*)
+            value = groups.rows
+            array = pa.array(value, pa.int64())
+        else:
+            stats = groups.stats[item.column]
+            empty = stats.count == 0
+            mask = empty if empty.any() else None
+            if item.function == "count":
+                value = stats.count
+            elif item.function == "sum":
+                value = stats.sum
+            elif item.function == "avg":
+                value = stats.sum / np.where(empty, 1, stats.count)
+            else:
+                value = stats.min if item.function == "min" else stats.max
+            if value.dtype == np.float64 and not np.isfinite(value[~empty]).all():
+                return None
+            array = pa.array(value, mask=mask) if item.function != "count" else pa.array(value)
+            if item.column == TIMESTAMP and item.function != "count":
+                array = array.cast(pa.timestamp("us", tz="UTC"))
+        if array.type != target.type:
+            try:
+                array = array.cast(target.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+        values.append(value)
+        arrays.append(array)
+    order: np.ndarray | None = None
+    if lookup.order:
+        ranks: list[np.ndarray] = []
+        for position, descending, nulls_first in reversed(lookup.order):  # lexsort: last first
+            if position is None:
+                rank = np.arange(count)  # metric ids are already in order
+            else:
+                rank = np.unique(values[position], return_inverse=True)[1].reshape(-1)
+            ranks.append(-rank if descending else rank)
+            if position is not None and arrays[position].null_count:
+                null = np.asarray(arrays[position].is_null().to_numpy(zero_copy_only=False))
+                ranks.append(~null if nulls_first else null)  # before the values' order
+        order = np.lexsort(ranks)
+    if lookup.limit is not None:
+        order = (order if order is not None else np.arange(count))[: lookup.limit]
+    if order is not None:
+        indices = pa.array(order)
+        arrays = [array.take(indices) for array in arrays]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 _TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)

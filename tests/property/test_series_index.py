@@ -8,6 +8,8 @@ not evicted, in timestamp order, with the newest schema's columns.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 from hypothesis import given
@@ -102,3 +104,75 @@ def test_lookups_match_the_rows_appended_and_not_evicted(
     index.compact()
     if index.rows and max_run_rows > index.rows:
         assert index.runs <= 1 + int(np.log2(index.rows + 1))
+
+
+AGGREGATED = ("value", "value_running_window_avg", "value_running_window_count", "timestamp")
+
+
+def _with_nulls(rows: list[tuple[str, int, float]], serial: int) -> pa.Table:
+    """Rows whose running columns are NULL now and then (as for late samples)."""
+    table = _table(rows, False, serial)
+    stamps = [t for _, t, _ in rows]
+    avg = [None if t % 4 == 0 else v for (_, t, v) in rows]
+    count = [None if t % 5 == 0 else serial + i for i, t in enumerate(stamps)]
+    table = table.set_column(4, "value_running_window_avg", pa.array(avg, pa.float64()))
+    return table.set_column(5, "value_running_window_count", pa.array(count, pa.int64()))
+
+
+def _micros(value: object) -> int:
+    return int(value.timestamp() * 1_000_000)  # type: ignore[attr-defined]
+
+
+@given(
+    steps=st.lists(st.one_of(_append, _append, _evict, _compact), min_size=1, max_size=20),
+    bounds=st.lists(st.one_of(st.none(), st.integers(min_value=-1, max_value=56)), max_size=3),
+    max_runs=st.sampled_from([2, 32]),
+    max_run_rows=st.sampled_from([16, 1 << 22]),
+)
+def test_aggregates_match_the_rows_appended_and_not_evicted(
+    steps: list[tuple[str, object, bool]],
+    bounds: list[int | None],
+    max_runs: int,
+    max_run_rows: int,
+) -> None:
+    index = SeriesIndex(max_runs=max_runs, max_run_rows=max_run_rows)
+    everything: list[dict[str, object]] = []
+    watermark: int | None = None
+    serial = 0
+    for kind, payload, _ in steps:
+        if kind == "append":
+            assert isinstance(payload, list)
+            table = _with_nulls(payload, serial)
+            serial += table.num_rows
+            index.append(table)
+            everything.extend(table.to_pylist())
+        elif kind == "compact":
+            index.compact()
+        else:
+            assert isinstance(payload, int)
+            index.evict(payload)
+            watermark = payload if watermark is None else max(watermark, payload)
+        for bound in [None, *bounds]:
+            groups = index.aggregate(AGGREGATED, bound, extremes=AGGREGATED)
+            assert groups is not None
+            floor = max(b for b in (bound, watermark, -(1 << 62)) if b is not None)
+            admitted = [r for r in everything if _micros(r["timestamp"]) >= floor]
+            metrics = sorted({str(r["metric_id"]) for r in admitted})
+            assert groups.keys.tolist() == metrics
+            assert groups.names.to_pylist() == metrics
+            for i, metric in enumerate(metrics):
+                mine = [r for r in admitted if r["metric_id"] == metric]
+                assert groups.rows[i] == len(mine)
+                for name in AGGREGATED:
+                    stats = groups.stats[name]
+                    values = [r[name] for r in mine if r[name] is not None]
+                    if name == "timestamp":
+                        values = [_micros(v) for v in values]
+                    assert stats.count[i] == len(values)
+                    if not values:
+                        continue
+                    assert stats.min[i] == min(values)  # type: ignore[type-var]
+                    assert stats.max[i] == max(values)  # type: ignore[type-var]
+                    if name != "timestamp":
+                        exact = math.fsum(values)  # type: ignore[arg-type]
+                        assert math.isclose(stats.sum[i], exact, rel_tol=1e-12, abs_tol=1e-6)

@@ -8,8 +8,10 @@ import pytest
 
 from hyprstream.errors import InvalidQuery
 from hyprstream.service._routing import (
+    Aggregate,
     analyse,
     forbidden_functions,
+    grouped_lookup,
     series_lookup,
     to_backend_sql,
 )
@@ -236,3 +238,141 @@ def test_sample_lookups_take_a_lower_bound_on_timestamp() -> None:
         )
         is None
     )  # one bound only
+
+
+# -- grouped lookups (CACHE-11) ------------------------------------------------------------------
+
+SEED = """SELECT
+    metric_id,
+    COUNT(*) as samples,
+    AVG(value_running_window_avg) as avg_value
+FROM metrics
+WHERE timestamp >= NOW() - INTERVAL '1 hour'
+GROUP BY metric_id
+ORDER BY avg_value DESC"""
+
+
+def test_the_seed_example_is_a_grouped_lookup() -> None:
+    lookup = grouped_lookup(SEED)
+    assert lookup is not None
+    assert lookup.items == (
+        None,
+        Aggregate("count", None),
+        Aggregate("avg", "value_running_window_avg"),
+    )
+    assert lookup.order == ((2, True, False),)
+    assert lookup.limit is None
+    assert lookup.lower_bound(NOW) == NOW - HOUR
+
+
+@pytest.mark.parametrize(
+    ("sql", "items", "order", "limit", "bound"),
+    [
+        (
+            "SELECT metric_id, count(value), sum(value), min(timestamp), max(timestamp) "
+            "FROM metrics GROUP BY metric_id",
+            (
+                None,
+                Aggregate("count", "value"),
+                Aggregate("sum", "value"),
+                Aggregate("min", "timestamp"),
+                Aggregate("max", "timestamp"),
+            ),
+            (),
+            None,
+            None,
+        ),
+        (  # positions in GROUP BY and ORDER BY; an alias of the table; a strict bound
+            "SELECT m.metric_id AS id, MAX(m.value) AS top FROM metrics m "
+            "WHERE m.timestamp > NOW() GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
+            (None, Aggregate("max", "value")),
+            ((1, True, False), (None, False, False)),
+            5,
+            NOW + 1,
+        ),
+        (  # GROUP BY ALL, metric_id not selected, ORDER BY an aggregate and metric_id
+            "SELECT avg(value_running_window_count), sum(value_running_window_sum) "
+            "FROM metrics GROUP BY ALL "
+            "ORDER BY avg(value_running_window_count) NULLS FIRST, metric_id DESC",
+            None,
+            ((0, False, True), (None, True, False)),
+            None,
+            None,
+        ),
+        (  # the bound written the other way round, as a literal
+            "SELECT metric_id, count(*) AS n FROM metrics "
+            "WHERE TIMESTAMPTZ '2027-01-15 08:00:00+00' <= timestamp GROUP BY metric_id "
+            "ORDER BY n",
+            (None, Aggregate("count", None)),
+            ((1, False, False),),
+            None,
+            NOW,  # the literal is that instant
+        ),
+    ],
+)
+def test_grouped_lookups_are_recognised(
+    sql: str,
+    items: tuple[Aggregate | None, ...] | None,
+    order: tuple[tuple[int | None, bool, bool], ...],
+    limit: int | None,
+    bound: int | None,
+) -> None:
+    lookup = grouped_lookup(sql)
+    assert lookup is not None
+    if items is not None:
+        assert lookup.items == items
+    assert lookup.order == order
+    assert lookup.limit == limit
+    assert lookup.lower_bound(NOW) == bound
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT metric_id, count(*) FROM metrics",  # no GROUP BY
+        "SELECT metric_id FROM metrics GROUP BY metric_id",  # no aggregate
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id, value",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY value",
+        "SELECT host, count(*) FROM metrics GROUP BY host",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY 2",  # not the metric_id column
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id HAVING count(*) > 1",
+        "SELECT DISTINCT metric_id, count(*) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, count(DISTINCT value) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, sum(value) FILTER (WHERE value > 0) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, sum(value) + 1 FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, sum(value * 2) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, median(value) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, min(value, 3) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, sum(timestamp) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, avg(timestamp) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, sum(host) FROM metrics GROUP BY metric_id",  # a label
+        "SELECT metric_id, max(metric_id) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM metrics WHERE metric_id = 'a' GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM metrics WHERE timestamp < NOW() GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM metrics WHERE timestamp >= NOW() AND value > 0 "
+        "GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM metrics WHERE timestamp >= ? GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM metrics WHERE timestamp >= value GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM metrics_5m GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM other.metrics GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM (SELECT * FROM metrics) GROUP BY metric_id",
+        "SELECT m.metric_id, count(*) FROM metrics m JOIN hosts h ON true GROUP BY m.metric_id",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id ORDER BY value",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id ORDER BY sum(value)",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id ORDER BY 3",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id LIMIT ?",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id LIMIT 2 OFFSET 1",
+        # Aliases that shadow a column name could change what ORDER BY means.
+        "SELECT metric_id, avg(value) AS value FROM metrics GROUP BY metric_id ORDER BY value",
+        "SELECT metric_id, count(*) AS metric_id FROM metrics GROUP BY 1",
+        "SELECT metric_id AS timestamp, count(*) FROM metrics GROUP BY 1",
+        "WITH x AS (SELECT 1) SELECT metric_id, count(*) FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id UNION ALL SELECT 'a', 1",
+        "SELECT metric_id, count(*) OVER () FROM metrics GROUP BY metric_id",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id QUALIFY true",
+        "SELECT metric_id, count(*) FROM metrics GROUP BY ROLLUP (metric_id)",
+        "not sql at all (",
+    ],
+)
+def test_other_queries_are_not_grouped_lookups(sql: str) -> None:
+    assert grouped_lookup(sql) is None

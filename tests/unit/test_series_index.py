@@ -121,3 +121,80 @@ def test_columns_added_later_are_null_for_older_rows() -> None:
     assert table is not None
     assert table.schema == labelled
     assert table["host"].to_pylist() == [None, "h"]
+
+
+def test_small_runs_merge_past_a_run_at_the_size_cap() -> None:
+    # A batch as large as the cap arrives between small ones: the small runs still merge.
+    index = SeriesIndex(max_runs=2, max_run_rows=16)
+    index.append(_rows(["m"], [0]))
+    index.append(_rows(["m"], [1]))
+    index.append(_rows(["n"] * 16, list(range(16))))
+    index.append(_rows(["m"], [2]))
+    assert index.runs <= 3
+    assert _stamps(index, "m") == [0, 1, 2]
+
+
+def _counts(index: SeriesIndex, lower_us: int | None) -> dict[str, int]:
+    groups = index.aggregate(["value"], lower_us)
+    assert groups is not None
+    assert groups.names.to_pylist() == groups.keys.tolist()
+    return dict(zip(groups.keys.tolist(), groups.rows.tolist(), strict=True))
+
+
+def test_aggregates_leave_out_evicted_rows_a_run_still_holds() -> None:
+    index = SeriesIndex()
+    index.append(_rows(["m"] * 100 + ["n"], [*range(100), 3]))
+    index.evict(5)  # below the share that rewrites the run
+    assert index.rows == 101
+    assert _counts(index, None) == {"m": 95}
+    assert _counts(index, 2) == {"m": 95}  # a bound before the watermark is the watermark
+    assert _counts(index, 90) == {"m": 10}
+
+
+def test_aggregates_combine_runs_and_cut_each_metric_at_the_bound() -> None:
+    index = SeriesIndex(max_runs=8)
+    index.append(_rows(["a", "a", "b"], [10, 20, 30]))
+    index.append(_rows(["b", "c"], [5, 40]))
+    assert index.runs == 2
+    groups = index.aggregate(["value"], None, extremes=["value"])
+    assert groups is not None
+    assert groups.keys.tolist() == ["a", "b", "c"]
+    assert groups.rows.tolist() == [2, 2, 1]
+    assert groups.stats["value"].sum.tolist() == [30.0, 35.0, 40.0]
+    assert groups.stats["value"].min.tolist() == [10.0, 5.0, 40.0]
+    assert groups.stats["value"].max.tolist() == [20.0, 30.0, 40.0]
+    assert _counts(index, 20) == {"a": 1, "b": 1, "c": 1}
+    assert _counts(index, 41) == {}
+    # Without ``extremes`` no minimum or maximum is worked out.
+    plain = index.aggregate(["value"], None)
+    assert plain is not None
+    assert len(plain.stats["value"].min) == 0
+
+
+def test_aggregates_count_only_the_values_that_are_not_null() -> None:
+    index = SeriesIndex()
+    rows = _rows(["m", "m", "m"], [1, 2, 3])
+    rows = rows.set_column(4, "value_running_window_avg", pa.array([None, 2.0, None]))
+    rows = rows.set_column(
+        5, "value_running_window_count", pa.array([None, None, None], pa.int64())
+    )
+    index.append(rows)
+    cols = ["value_running_window_avg", "value_running_window_count"]
+    groups = index.aggregate(cols, None, extremes=cols)
+    assert groups is not None
+    avg, count = (groups.stats[c] for c in cols)
+    assert (avg.count.tolist(), avg.sum.tolist(), avg.min.tolist(), avg.max.tolist()) == (
+        [1],
+        [2.0],
+        [2.0],
+        [2.0],
+    )
+    assert (count.count.tolist(), count.sum.tolist()) == ([0], [0])
+
+
+def test_aggregates_give_way_when_a_run_spans_too_much_time_to_search() -> None:
+    # The search keys (metric position * span + time) would overflow int64.
+    index = SeriesIndex()
+    index.append(_rows(["a", "b", "c", "d"], [-(1 << 61), 0, 1 << 61, 5]))
+    assert index.aggregate(["value"], None) is not None  # no bound: no search
+    assert index.aggregate(["value"], 1) is None
