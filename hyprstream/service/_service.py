@@ -156,6 +156,9 @@ class ServiceOptions:
     result_cache: CachePolicy = DEFAULT_RESULT_POLICY
     #: How often (at most) the hot cache is checked for expired samples.
     eviction_interval_us: int = 60_000_000
+    #: Window sizes whose retention is at most this are rebuilt from the stored samples at
+    #: warm start instead of being written to the backend as they close (BE-8).
+    window_rebuild_us: int = 48 * _HOUR_US
 
 
 def _wall_clock_us() -> int:
@@ -204,6 +207,10 @@ class Hyprstream:
         self._backend_table_names: set[str] | None = None
         self._shapes: dict[str, tuple[int, QueryShape]] = {}  # sql -> (cache generation, shape)
         self._views = {f"metrics_{s.label}": s for s in store.sizes}
+        #: Sizes whose closed windows are written to the backend (the others are rebuilt).
+        self._persisted = frozenset(
+            s for s in store.sizes if store.retention_us[s] > self.options.window_rebuild_us
+        )
         #: Quantiles of each open window as last flushed, rows aligned with its block.
         self._open_quantiles: dict[tuple[WindowSize, int], np.ndarray | None] = {}
 
@@ -212,9 +219,10 @@ class Hyprstream:
     def warm(self) -> int:
         """Load what the backend holds into the hot cache and the windows (BE-4).
 
-        Closed windows come back as they were committed; open windows are merged again from
-        the on-time samples (non-NULL running count) that can still belong to them; the hot
-        cache gets the samples within its horizon. Returns the samples loaded.
+        Open windows, and the closed windows of sizes the backend does not keep, are merged
+        again from the on-time samples (non-NULL running count) that can belong to them;
+        closed windows of the other sizes come back as they were committed; the hot cache
+        gets the samples within its horizon. Returns the samples loaded.
         """
         with self._lock:
             now = self._clock_us()
@@ -231,8 +239,13 @@ class Hyprstream:
             )
             open_since = None
             watermark = self.store.watermark
-            if watermark is not None:
+            if watermark is not None and stream_time is not None:
                 open_since = watermark - max(s.micros for s in self.store.sizes)
+                # Every window of a rebuilt size still kept starts after this (WIN-11).
+                rebuilt = [s for s in self.store.sizes if s not in self._persisted]
+                if rebuilt:
+                    reach = max(self.store.retention_us[s] + s.micros for s in rebuilt)
+                    open_since = min(open_since, stream_time - reach)
             since = None if hot_since is None or open_since is None else min(hot_since, open_since)
             loaded = 0
             for batch in self.backend.scan(since):
@@ -260,14 +273,25 @@ class Hyprstream:
                     ts = merged[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
                     values = merged[VALUE].combine_chunks().to_numpy()
                     self.store.warm(codes, ts, values)
-            # Windows the watermark has passed come from the backend as they were committed.
-            self.store.close_due()
+            # Windows the watermark has passed: those of rebuilt sizes as merged again (whole:
+            # they start after open_since), the others as the backend committed them.
+            for size, start, block, quantiles in self.store.close_due().closed:
+                if size in self._persisted or open_since is None or start < open_since:
+                    continue
+                assert stream_time is not None  # as open_since is set
+                if start + size.micros > stream_time - self.store.retention_us[size]:  # kept
+                    self._closed.append((size, start, block, quantiles))
             oldest_kept = None
             if stream_time is not None:
                 oldest_kept = stream_time - max(self.store.retention_us.values())
+            kept = pa.array(sorted(s.label for s in self._persisted), pa.utf8())
             for batch in self.backend.scan_windows(oldest_kept):
                 if batch.num_rows:
-                    self.cache.load_closed_windows(pa.Table.from_batches([batch]))
+                    stored = pa.Table.from_batches([batch])
+                    # Rows of a size rebuilt now may be there from a run configured otherwise.
+                    stored = stored.filter(pc.is_in(stored["window"], kept))
+                    if stored.num_rows:
+                        self.cache.load_closed_windows(stored)
             if stream_time is not None:
                 self._evict.update(
                     {s: stream_time - self.store.retention_us[s] for s in self.store.sizes}
@@ -340,9 +364,10 @@ class Hyprstream:
                 names = pa.concat_arrays([names, pa.array(new_ids, pa.utf8())])
             rows = self._rows(sample, plan.order, plan.running_count, plan.running_sum)
             ack = BatchAck(sample.num_rows, plan.late)
+            kept = [w for w in plan.closing if w[0] in self._persisted]
             stored = StoredBatch(
                 rows=rows,
-                windows=self._window_rows(plan.closing, names) if plan.closing else None,
+                windows=self._window_rows(kept, names) if kept else None,
                 batch_id=batch_id,
                 ack=ack,
                 committed_at_us=now,
