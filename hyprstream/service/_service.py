@@ -219,10 +219,11 @@ class Hyprstream:
     def warm(self) -> int:
         """Load what the backend holds into the hot cache and the windows (BE-4).
 
-        Open windows, and the closed windows of sizes the backend does not keep, are merged
-        again from the on-time samples (non-NULL running count) that can belong to them;
-        closed windows of the other sizes come back as they were committed; the hot cache
-        gets the samples within its horizon. Returns the samples loaded.
+        Open windows, and closed windows recent enough to be whole among the samples read
+        (all those of the sizes the backend does not keep), are merged again from the on-time
+        samples (non-NULL running count); older closed windows come back as they were
+        committed; the hot cache gets the samples within its horizon. Returns the samples
+        loaded.
         """
         with self._lock:
             now = self._clock_us()
@@ -241,7 +242,8 @@ class Hyprstream:
             watermark = self.store.watermark
             if watermark is not None and stream_time is not None:
                 open_since = watermark - max(s.micros for s in self.store.sizes)
-                # Every window of a rebuilt size still kept starts after this (WIN-11).
+                # Every window still kept of a size the backend does not keep starts after
+                # this (WIN-11): it can be merged again whole.
                 rebuilt = [s for s in self.store.sizes if s not in self._persisted]
                 if rebuilt:
                     reach = max(self.store.retention_us[s] + s.micros for s in rebuilt)
@@ -273,10 +275,11 @@ class Hyprstream:
                     ts = merged[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
                     values = merged[VALUE].combine_chunks().to_numpy()
                     self.store.warm(codes, ts, values)
-            # Windows the watermark has passed: those of rebuilt sizes as merged again (whole:
-            # they start after open_since), the others as the backend committed them.
+            # Windows the watermark has passed: those that start at or after open_since as
+            # merged again (they are whole), older ones as the backend committed them (only
+            # sizes kept longer than the rebuild horizon have any still kept, BE-8).
             for size, start, block, quantiles in self.store.close_due().closed:
-                if size in self._persisted or open_since is None or start < open_since:
+                if open_since is None or start < open_since:
                     continue
                 assert stream_time is not None  # as open_since is set
                 if start + size.micros > stream_time - self.store.retention_us[size]:  # kept
@@ -284,12 +287,12 @@ class Hyprstream:
             oldest_kept = None
             if stream_time is not None:
                 oldest_kept = stream_time - max(self.store.retention_us.values())
-            kept = pa.array(sorted(s.label for s in self._persisted), pa.utf8())
             for batch in self.backend.scan_windows(oldest_kept):
                 if batch.num_rows:
                     stored = pa.Table.from_batches([batch])
-                    # Rows of a size rebuilt now may be there from a run configured otherwise.
-                    stored = stored.filter(pc.is_in(stored["window"], kept))
+                    if open_since is not None:
+                        starts = stored["window_start"].cast(TIMESTAMP_TYPE).cast(pa.int64())
+                        stored = stored.filter(pc.less(starts, open_since))
                     if stored.num_rows:
                         self.cache.load_closed_windows(stored)
             if stream_time is not None:

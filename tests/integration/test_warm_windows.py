@@ -1,0 +1,86 @@
+"""BE-4, BE-8: closed windows after a restart, whether the backend kept them or they were
+merged again from the stored samples, also when retention changes between runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from hyprstream.app import Node, start
+from hyprstream.config import load_config
+from tests.integration.conftest import put
+
+pytestmark = pytest.mark.integration
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+MINUTE = dt.timedelta(minutes=1)
+WINDOWS = (
+    'SELECT metric_id, "window", window_start, count, min, max, last_value '
+    "FROM metric_windows ORDER BY 1, 2, 3"
+)
+
+
+def _node(data: Path, config: Path, retention_5m: str | None) -> Node:
+    config.write_text(
+        f'[windows]\nretention = {{ "5m" = "{retention_5m}" }}\n' if retention_5m else ""
+    )
+    return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+
+
+def _samples(metric: str, minutes_ago: list[int]) -> pa.Table:
+    return pa.table(
+        {
+            "metric_id": [metric] * len(minutes_ago),
+            "timestamp": pa.array(
+                [NOW - m * MINUTE for m in minutes_ago], pa.timestamp("us", tz="UTC")
+            ),
+            "value": [float(m) for m in minutes_ago],
+        }
+    )
+
+
+def _closed_5m(table: pa.Table, watermark: dt.datetime) -> int:
+    return sum(
+        1
+        for r in table.to_pylist()
+        if r["window"] == "5m" and r["window_start"] + 5 * MINUTE <= watermark
+    )
+
+
+def test_windows_survive_restarts_as_retention_moves_across_the_rebuild_horizon(
+    tmp_path: Path,
+) -> None:
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+    # Run 1: 5m windows kept 72 hours, so the backend keeps them as they close.
+    first = _node(data, config, "72h")
+    try:
+        put(first.port, _samples("a", [150 - 7 * k for k in range(20)]))
+        put(first.port, _samples("b", [0, 3]))
+        before = first.service.query(WINDOWS)
+    finally:
+        first.shutdown()
+    assert _closed_5m(before, NOW - 60 * MINUTE) >= 5  # the newest sample is NOW; lateness 1 h
+    # Run 2: the default 6 hours: 5m windows are merged again from the samples, and the
+    # stored copies of the same windows are not added to them.
+    second = _node(data, config, None)
+    try:
+        assert second.service.query(WINDOWS).equals(before)
+        put(second.port, _samples("c", [100, 90, 80]))  # closed already: late, stored raw
+        # Stream time moves on half an hour: more 5m windows close, and are not stored.
+        put(second.port, _samples("a", [1, -30]))
+        middle = second.service.query(WINDOWS)
+    finally:
+        second.shutdown()
+    # 5m windows ending in (NOW - 60 min, NOW - 30 min] were open in run 1, closed in run 2.
+    closed_in_run_2 = _closed_5m(middle, NOW - 30 * MINUTE) - _closed_5m(middle, NOW - 60 * MINUTE)
+    assert closed_in_run_2 > 0
+    # Run 3: 72 hours again. Windows that closed while run 2 did not store them are within
+    # the span warm start reads, so nothing is missing.
+    third = _node(data, config, "72h")
+    try:
+        assert third.service.query(WINDOWS).equals(middle)
+    finally:
+        third.shutdown()
