@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("on", "off"),
         help="keep every hot sample and closed window a second time, grouped by metric, so "
         "that one-metric queries (SELECT ... FROM metrics or metrics_<size> WHERE metric_id "
-        "= ...) skip DuckDB (default on; about 40 bytes per hot sample)",
+        "= ...) and per-metric aggregates (... FROM metrics GROUP BY metric_id) skip DuckDB "
+        "(default on; about 40 bytes per hot sample)",
     )
     cache.add_argument(
         "--cache-ttl",
