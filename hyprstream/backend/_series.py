@@ -65,7 +65,8 @@ class _Run:
     def search_keys(self, time_column: str) -> np.ndarray | None:
         """``segment * span + (time - oldest)`` for every row: ascending, since the rows are
         sorted by (metric, time), so one ``searchsorted`` finds where each metric's rows
-        reach an instant. None if that would overflow int64."""
+        reach an instant. Kept once made (8 bytes per row). None if that would overflow
+        int64."""
         if "search" not in self.memo:
             span = self.newest_us - self.oldest_us + 1
             keys: np.ndarray | None = None
@@ -76,6 +77,29 @@ class _Run:
             self.memo["search"] = keys
         found: np.ndarray | None = self.memo["search"]
         return found
+
+    def first_at_or_after(self, instant: int, time_column: str) -> np.ndarray:
+        """For each metric, the position of its first row at or after ``instant`` (its end
+        offset if none is)."""
+        search = self.search_keys(time_column)
+        if search is not None:
+            span = self.newest_us - self.oldest_us + 1
+            targets = np.arange(len(self.keys), dtype=np.int64) * span
+            targets += instant - self.oldest_us
+            found: np.ndarray = np.searchsorted(search, targets)
+            return found
+        # The search keys would overflow (times too far apart): a binary search per metric,
+        # all metrics at once.
+        ts = _timestamps(self.table, time_column)
+        low, high = self.offsets[:-1].copy(), self.offsets[1:].copy()
+        while True:
+            active = low < high
+            if not active.any():
+                return low
+            middle = (low + high) // 2
+            before = active & (ts[np.minimum(middle, len(ts) - 1)] < instant)
+            low = np.where(before, middle + 1, low)
+            high = np.where(active & ~before, middle, high)
 
     def names(self) -> pa.Array:
         """``keys`` as an Arrow string array (made once: converting costs more than using)."""
@@ -256,7 +280,14 @@ class SeriesIndex:
 
     @property
     def nbytes(self) -> int:
-        return sum(r.table.nbytes + r.keys.nbytes + r.offsets.nbytes for r in self._runs)
+        """Bytes held, including what bounded aggregates keep per run (8 per row)."""
+        return sum(
+            r.table.nbytes
+            + r.keys.nbytes
+            + r.offsets.nbytes
+            + sum(getattr(m, "nbytes", 0) for m in list(r.memo.values()))
+            for r in self._runs
+        )
 
     @property
     def runs(self) -> int:
@@ -392,13 +423,7 @@ class SeriesIndex:
             if lower_us is None or lower_us <= run.oldest_us:
                 starts, stops = offsets[:-1], offsets[1:]
             else:
-                search = run.search_keys(self._time)
-                if search is None:
-                    return None
-                span = run.newest_us - run.oldest_us + 1
-                targets = np.arange(len(run.keys), dtype=np.int64) * span
-                targets += lower_us - run.oldest_us
-                starts, stops = np.searchsorted(search, targets), offsets[1:]
+                starts, stops = run.first_at_or_after(lower_us, self._time), offsets[1:]
             lengths = stops - starts
             present = lengths > 0
             if not present.any():

@@ -47,6 +47,22 @@ _UNITS_US = {
     "week": 7 * 86_400_000_000,
 }
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Casts that keep an instant as it is (microsecond timestamps, with or without time zone:
+#: the hot cache's session time zone is UTC).
+_INSTANT_TYPES = frozenset(
+    {
+        exp.DataType.Type.TIMESTAMP,
+        exp.DataType.Type.TIMESTAMPNTZ,
+        exp.DataType.Type.TIMESTAMPTZ,
+        exp.DataType.Type.TIMESTAMPLTZ,
+    }
+)
+#: Timestamp texts read as DuckDB reads them (anything else is left to DuckDB).
+_ISO_INSTANT = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_AMOUNT = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +157,22 @@ def _evaluate(node: exp.Expression, now_us: int) -> int | None:
     ):
         return now_us
     if isinstance(node, exp.Cast | exp.TryCast):
-        return _evaluate(node.this, now_us)
+        to = node.args.get("to")
+        kind = to.this if isinstance(to, exp.DataType) else None
+        if kind in _INSTANT_TYPES:
+            return _evaluate(node.this, now_us)
+        literal = node.this
+        if (  # DATE 'yyyy-mm-dd' is its midnight; a cast of NOW() to DATE truncates
+            kind == exp.DataType.Type.DATE
+            and isinstance(literal, exp.Literal)
+            and literal.is_string
+            and _ISO_DATE.fullmatch(literal.this)
+        ):
+            return _evaluate(literal, now_us)
+        return None  # DATE, TIMESTAMP_S/_MS/_NS, ... change the instant: DuckDB says how
     if isinstance(node, exp.Literal) and node.is_string:
+        if not _ISO_INSTANT.fullmatch(node.this):
+            return None
         try:
             value = dt.datetime.fromisoformat(node.this)
         except ValueError:
@@ -171,12 +201,41 @@ def _interval(node: exp.Expression) -> int | None:
         unit_name = unit.name
     else:
         return None
-    try:
-        amount = float(text)
-    except ValueError:
-        return None
+    if text is None or not _AMOUNT.fullmatch(text.strip()):
+        return None  # '1e1', 'nan', 'inf', ...: DuckDB says what they mean
+    amount = float(text)
     per = _UNITS_US.get(unit_name.lower().rstrip("s"))
     return None if per is None else int(amount * per)
+
+
+def _plain_table(source: exp.Expression | None) -> exp.Table | None:
+    """``source`` if it is a table named by one identifier, maybe with an alias, and with
+    nothing else (no schema, sample, column aliases, ...)."""
+    if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
+        return None
+    if any(value for key, value in source.args.items() if key not in ("this", "alias")):
+        return None
+    alias = source.args.get("alias")
+    if alias is not None and alias.args.get("columns"):
+        return None  # FROM metrics AS m(a, b, ...) renames the columns
+    return source
+
+
+def _limit(tree: exp.Expression) -> tuple[bool, int | None]:
+    """``(understood, n)`` for the query's ``LIMIT n`` (``n`` None without one)."""
+    limit = tree.args.get("limit")
+    if limit is None:
+        return True, None
+    if any(value for key, value in limit.args.items() if key != "expression"):
+        return False, None  # LIMIT n PERCENT, WITH TIES, ...
+    amount = limit.expression
+    if not (isinstance(amount, exp.Literal) and not amount.is_string):
+        return False, None
+    try:
+        count = int(amount.this)
+    except ValueError:
+        return False, None
+    return count >= 0, count
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +287,8 @@ def series_lookup(sql: str) -> SeriesLookup | None:
     if any(value for key, value in tree.args.items() if key not in _SELECT_ARGS):
         return None  # DISTINCT, GROUP BY, joins, WITH, OFFSET, QUALIFY, ...
     from_ = tree.args.get("from") or tree.args.get("from_")
-    source = from_.this if from_ is not None else None
-    if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
+    source = _plain_table(from_.this if from_ is not None else None)
+    if source is None:
         return None
     table = source.name.lower()
     if table == "metrics":
@@ -237,8 +296,6 @@ def series_lookup(sql: str) -> SeriesLookup | None:
     elif table.startswith("metrics_"):
         time_column = "window_start"
     else:
-        return None
-    if source.args.get("db") or source.args.get("catalog") or source.args.get("joins"):
         return None
     names = {table, source.alias_or_name.lower()}
 
@@ -266,6 +323,8 @@ def series_lookup(sql: str) -> SeriesLookup | None:
         if alias in ("metric_id", time_column) and alias != name:
             return None
         if isinstance(item, exp.Alias):
+            if alias in aliases:
+                return None  # which one ORDER BY names is DuckDB's to say
             aliases[alias] = name
         columns.append(name)
     if star and (columns or len(tree.expressions) != 1):
@@ -314,17 +373,9 @@ def series_lookup(sql: str) -> SeriesLookup | None:
         if name != time_column:
             return None
         descending = bool(key.args.get("desc"))
-    limit = None
-    if tree.args.get("limit") is not None:
-        amount = tree.args["limit"].expression
-        if not (isinstance(amount, exp.Literal) and not amount.is_string):
-            return None
-        try:
-            limit = int(amount.this)
-        except ValueError:
-            return None
-        if limit < 0:
-            return None
+    understood, limit = _limit(tree)
+    if not understood:
+        return None
     return SeriesLookup(
         table=table,
         columns=None if star else tuple(columns),
@@ -408,12 +459,8 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
     if any(value for key, value in tree.args.items() if key not in _GROUPED_ARGS):
         return None  # DISTINCT, HAVING, joins, WITH, OFFSET, QUALIFY, ...
     from_ = tree.args.get("from") or tree.args.get("from_")
-    source = from_.this if from_ is not None else None
-    if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
-        return None
-    if source.name.lower() != "metrics" or source.args.get("db") or source.args.get("catalog"):
-        return None
-    if source.args.get("joins"):
+    source = _plain_table(from_.this if from_ is not None else None)
+    if source is None or source.name.lower() != "metrics":
         return None
     names = {"metrics", source.alias_or_name.lower()}
 
@@ -452,7 +499,9 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
             found is not None or alias != "metric_id"
         ):
             return None
-        aliases.setdefault(alias, len(items))
+        if alias and alias in aliases:
+            return None  # DuckDB's ORDER BY takes the last of equal names: leave it to DuckDB
+        aliases[alias] = len(items)
         items.append(found)
     if not any(items):
         return None
@@ -461,8 +510,8 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
     if group is None or any(v for k, v in group.args.items() if k not in ("expressions", "all")):
         return None
     if group.args.get("all"):
-        if group.expressions:
-            return None
+        if group.expressions or None not in items:
+            return None  # without metric_id selected, GROUP BY ALL makes one group
     elif len(group.expressions) != 1:
         return None
     else:
@@ -518,17 +567,9 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
             nulls_first = bool(key.args.get("nulls_first"))
             order.append((where_to, bool(key.args.get("desc")), nulls_first))
 
-    limit = None
-    if tree.args.get("limit") is not None:
-        amount = tree.args["limit"].expression
-        if not (isinstance(amount, exp.Literal) and not amount.is_string):
-            return None
-        try:
-            limit = int(amount.this)
-        except ValueError:
-            return None
-        if limit < 0:
-            return None
+    understood, limit = _limit(tree)
+    if not understood:
+        return None
     return GroupedLookup(
         items=tuple(items), order=tuple(order), limit=limit, bound=bound, strict=strict
     )

@@ -38,6 +38,9 @@ def test_tables_read_exclude_ctes() -> None:
         ),
         ("timestamp BETWEEN TIMESTAMPTZ '2027-01-15 08:00:00+00' AND NOW()", 1_800_000_000_000_000),
         ("timestamp >= '2027-01-15T08:00:00'", 1_800_000_000_000_000),
+        ("timestamp >= TIMESTAMP '2027-01-15 08:00'", 1_800_000_000_000_000),
+        ("timestamp >= '2027-01-15 09:00:00+01:00'::TIMESTAMPTZ", 1_800_000_000_000_000),
+        ("timestamp >= DATE '2027-01-15' + INTERVAL '8 hours'", 1_800_000_000_000_000),
     ],
 )
 def test_lower_bounds_that_are_understood(where: str, bound: int) -> None:
@@ -61,6 +64,18 @@ def test_lower_bounds_that_are_understood(where: str, bound: int) -> None:
         # metrics read twice: no single bound covers both reads.
         "SELECT * FROM metrics WHERE timestamp >= NOW() - INTERVAL '1 hour' "
         "UNION ALL SELECT * FROM metrics",
+        # Casts that move the instant (to a date, to whole seconds) are DuckDB's to work out,
+        # as are texts Python would read but DuckDB might not, and odd interval amounts.
+        "SELECT * FROM metrics WHERE timestamp >= NOW()::DATE",
+        "SELECT * FROM metrics WHERE timestamp >= CAST(NOW() AS DATE) - INTERVAL '1 day'",
+        "SELECT * FROM metrics WHERE timestamp >= TIMESTAMP_S '2027-01-15 08:00:00.5'",
+        "SELECT * FROM metrics WHERE timestamp >= '2027-01-15 08:00:00'::TIMESTAMP_MS",
+        "SELECT * FROM metrics WHERE timestamp >= '20270115'",
+        "SELECT * FROM metrics WHERE timestamp >= '2027-W03-5'",
+        "SELECT * FROM metrics WHERE timestamp >= '2027-01-15 08:00:00.1234567'",
+        "SELECT * FROM metrics WHERE timestamp >= NOW() - INTERVAL 'nan hours'",
+        "SELECT * FROM metrics WHERE timestamp >= NOW() - INTERVAL 'inf hours'",
+        "SELECT * FROM metrics WHERE timestamp >= NOW() - INTERVAL '1e1 hours'",
     ],
 )
 def test_no_bound_where_none_holds_for_every_sample_read(sql: str) -> None:
@@ -182,6 +197,10 @@ def test_series_lookups_are_recognised(
         "SELECT value FROM (SELECT * FROM metrics) WHERE metric_id = 'a'",
         "SELECT value FROM metrics WHERE metric_id = 'a' UNION ALL SELECT 1",
         "not sql at all",
+        "SELECT value FROM metrics TABLESAMPLE 5 ROWS WHERE metric_id = 'a'",
+        "SELECT value FROM metrics AS m(metric_id, value) WHERE metric_id = 'a'",
+        "SELECT value FROM metrics WHERE metric_id = 'a' ORDER BY timestamp LIMIT 50%",
+        "SELECT value AS t, timestamp AS t FROM metrics WHERE metric_id = 'a' ORDER BY t",
     ],
 )
 def test_other_queries_are_not_series_lookups(sql: str) -> None:
@@ -290,9 +309,9 @@ def test_the_seed_example_is_a_grouped_lookup() -> None:
             5,
             NOW + 1,
         ),
-        (  # GROUP BY ALL, metric_id not selected, ORDER BY an aggregate and metric_id
+        (  # metric_id not selected, ORDER BY an aggregate and metric_id
             "SELECT avg(value_running_window_count), sum(value_running_window_sum) "
-            "FROM metrics GROUP BY ALL "
+            "FROM metrics GROUP BY metric_id "
             "ORDER BY avg(value_running_window_count) NULLS FIRST, metric_id DESC",
             None,
             ((0, False, True), (None, True, False)),
@@ -372,7 +391,28 @@ def test_grouped_lookups_are_recognised(
         "SELECT metric_id, count(*) FROM metrics GROUP BY metric_id QUALIFY true",
         "SELECT metric_id, count(*) FROM metrics GROUP BY ROLLUP (metric_id)",
         "not sql at all (",
+        # Found by review: each of these was taken, and answered otherwise than DuckDB.
+        "SELECT count(*) FROM metrics GROUP BY ALL",  # one group, not one per metric
+        "SELECT metric_id, count(*) FROM metrics TABLESAMPLE 5 ROWS GROUP BY 1",
+        "SELECT metric_id, sum(value) FROM metrics AS m(metric_id, timestamp, "
+        "value_running_window_sum, value) GROUP BY 1",
+        "SELECT metric_id, count(*) AS c FROM metrics GROUP BY 1 ORDER BY c LIMIT 50%",
+        "SELECT metric_id, count(*) AS c FROM metrics GROUP BY 1 ORDER BY c LIMIT 2 PERCENT",
+        "SELECT metric_id AS n, count(*) AS n FROM metrics GROUP BY 1 ORDER BY n",
     ],
 )
 def test_other_queries_are_not_grouped_lookups(sql: str) -> None:
     assert grouped_lookup(sql) is None
+
+
+def test_bounds_that_cannot_be_worked_out_leave_lookups_to_duckdb() -> None:
+    # Recognised shapes, but the bound moves the instant (a cast to DATE truncates NOW()):
+    # the lookups have no bound to use, so the service asks DuckDB.
+    point = series_lookup("SELECT value FROM metrics WHERE metric_id = 'a' AND timestamp >= NOW()::DATE")
+    grouped = grouped_lookup(
+        "SELECT metric_id, count(*) FROM metrics WHERE timestamp >= NOW()::DATE GROUP BY 1"
+    )
+    assert point is not None
+    assert grouped is not None
+    assert point.lower_bound(NOW) is None
+    assert grouped.lower_bound(NOW) is None

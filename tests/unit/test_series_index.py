@@ -192,9 +192,23 @@ def test_aggregates_count_only_the_values_that_are_not_null() -> None:
     assert (count.count.tolist(), count.sum.tolist()) == ([0], [0])
 
 
-def test_aggregates_give_way_when_a_run_spans_too_much_time_to_search() -> None:
-    # The search keys (metric position * span + time) would overflow int64.
+def test_aggregates_search_each_metric_when_a_run_spans_too_much_time() -> None:
+    # The search keys (metric position * span + time) would overflow int64: each metric's
+    # rows are then searched on their own (all at once).
     index = SeriesIndex()
-    index.append(_rows(["a", "b", "c", "d"], [-(1 << 61), 0, 1 << 61, 5]))
-    assert index.aggregate(["value"], None) is not None  # no bound: no search
-    assert index.aggregate(["value"], 1) is None
+    index.append(
+        _rows(["a", "a", "b", "c", "c", "c", "d"], [-(1 << 61), 9, 0, 1, 2, 1 << 61, 5])
+    )
+    assert index._runs[0].search_keys("timestamp") is None
+    assert _counts(index, None) == {"a": 2, "b": 1, "c": 3, "d": 1}
+    assert _counts(index, 1) == {"a": 1, "c": 3, "d": 1}
+    assert _counts(index, 3) == {"a": 1, "c": 1, "d": 1}
+    assert _counts(index, 10) == {"c": 1}
+
+
+def test_bounded_aggregates_count_their_search_keys_in_the_index_size() -> None:
+    index = SeriesIndex()
+    index.append(_rows(["a", "b"] * 50, list(range(100))))
+    before = index.nbytes
+    assert _counts(index, 50) == {"a": 25, "b": 25}
+    assert index.nbytes >= before + 8 * 100
