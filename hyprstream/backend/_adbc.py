@@ -555,7 +555,8 @@ class AdbcBackend:
 
     @staticmethod
     def _write(cur: adbc_dbapi.Cursor, batch: StoredBatch) -> None:
-        cur.adbc_ingest(METRICS_TABLE, batch.rows, mode="append")
+        if batch.rows.num_rows:
+            cur.adbc_ingest(METRICS_TABLE, batch.rows, mode="append")
         if batch.windows is not None and batch.windows.num_rows:
             cur.adbc_ingest(WINDOWS_TABLE, batch.windows, mode="append")
         if batch.batch_id is not None:

@@ -21,6 +21,7 @@ through the read-through cache (see ``_routing``).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -58,6 +59,8 @@ from hyprstream.model import (
     RUNNING_COUNT,
     RUNNING_SUM,
     TIMESTAMP,
+    TIMESTAMP_MAX_US,
+    TIMESTAMP_MIN_US,
     TIMESTAMP_TYPE,
     VALUE,
     MetricDictionary,
@@ -85,6 +88,7 @@ log = logging.getLogger("hyprstream.service")
 #: Closed windows waiting for the queryable copy are flushed once this many accumulate.
 _MAX_PENDING_CLOSED = 256
 _HOUR_US = 3_600_000_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_BATCH_ID = 256
 #: Result shapes of hot queries kept, by query text (prepared statements ask on every run).
 _MAX_SHAPES = 4096
@@ -238,16 +242,50 @@ class Hyprstream:
                 if self.options.hot_max_duration_us is None
                 else now - self.options.hot_max_duration_us
             )
+            oldest_kept = None
+            if stream_time is not None:
+                oldest_kept = stream_time - max(self.store.retention_us.values())
+            # Stored windows, and for each size whether and since when its closed windows
+            # are stored (the latest marker row: NULL metric_id, BE-8).
+            stored: list[pa.Table] = []
+            marks: dict[str, tuple[int, bool]] = {}
+            for batch in self.backend.scan_windows(oldest_kept):
+                if batch.num_rows:
+                    table = pa.Table.from_batches([batch])
+                    is_mark = pc.is_null(table["metric_id"])
+                    for mark in table.filter(is_mark).to_pylist():
+                        at = _micros(mark["window_start"])
+                        if mark["window"] not in marks or at >= marks[mark["window"]][0]:
+                            marks[mark["window"]] = (at, bool(mark["count"]))
+                    stored.append(table.filter(pc.invert(is_mark)))
             open_since = None
+            new_marks: list[tuple[str, int, bool]] = []
             watermark = self.store.watermark
+            for size in self.store.sizes:
+                mark = marks.get(size.label)
+                keep = size in self._persisted
+                # No mark: stored since the beginning. A stored size marked as not stored,
+                # or the other way round, is stored (or not) from now on.
+                if (keep and mark is not None and not mark[1]) or (
+                    not keep and (mark is None or mark[1])
+                ):
+                    at = TIMESTAMP_MIN_US if watermark is None else watermark
+                    new_marks.append((size.label, at, keep))
             if watermark is not None and stream_time is not None:
                 open_since = watermark - max(s.micros for s in self.store.sizes)
-                # Every window still kept of a size the backend does not keep starts after
-                # this (WIN-11): it can be merged again whole.
-                rebuilt = [s for s in self.store.sizes if s not in self._persisted]
-                if rebuilt:
-                    reach = max(self.store.retention_us[s] + s.micros for s in rebuilt)
-                    open_since = min(open_since, stream_time - reach)
+                for size in self.store.sizes:
+                    mark = marks.get(size.label)
+                    keep = size in self._persisted
+                    # Windows of this size that closed up to ``since`` are not stored (None:
+                    # every one is): those still kept (WIN-11) are merged again whole.
+                    since: int | None = watermark
+                    if keep and mark is None:
+                        since = None
+                    elif keep and mark is not None and mark[1]:
+                        since = mark[0]
+                    kept_from = stream_time - self.store.retention_us[size]
+                    if since is not None and since > kept_from:
+                        open_since = min(open_since, kept_from - size.micros)
             since = None if hot_since is None or open_since is None else min(hot_since, open_since)
             loaded = 0
             for batch in self.backend.scan(since):
@@ -284,17 +322,22 @@ class Hyprstream:
                 assert stream_time is not None  # as open_since is set
                 if start + size.micros > stream_time - self.store.retention_us[size]:  # kept
                     self._closed.append((size, start, block, quantiles))
-            oldest_kept = None
-            if stream_time is not None:
-                oldest_kept = stream_time - max(self.store.retention_us.values())
-            for batch in self.backend.scan_windows(oldest_kept):
-                if batch.num_rows:
-                    stored = pa.Table.from_batches([batch])
-                    if open_since is not None:
-                        starts = stored["window_start"].cast(TIMESTAMP_TYPE).cast(pa.int64())
-                        stored = stored.filter(pc.less(starts, open_since))
-                    if stored.num_rows:
-                        self.cache.load_closed_windows(stored)
+            for table in stored:
+                older = table
+                if open_since is not None:
+                    starts = table["window_start"].cast(TIMESTAMP_TYPE).cast(pa.int64())
+                    older = table.filter(pc.less(starts, open_since))
+                if older.num_rows:
+                    self.cache.load_closed_windows(older)
+            if new_marks:
+                self.backend.write(
+                    StoredBatch(
+                        rows=metrics_schema(
+                            pa.field(n, t) for n, t in self._labels.items()
+                        ).empty_table(),
+                        windows=_storage_marks(new_marks),
+                    )
+                )
             if stream_time is not None:
                 self._evict.update(
                     {s: stream_time - self.store.retention_us[s] for s in self.store.sizes}
@@ -864,6 +907,32 @@ def _refuse_forbidden(sql: str) -> None:
             f"{', '.join(names)} may not be called: client SQL cannot reach files, other "
             "servers, sessions or settings"
         )
+
+
+def _micros(value: Any) -> int:
+    """A timestamp from a backend row (a datetime, maybe naive meaning UTC) in microseconds."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return int((value - _EPOCH) // dt.timedelta(microseconds=1))
+    return int(value)
+
+
+def _storage_marks(marks: Sequence[tuple[str, int, bool]]) -> pa.Table:
+    """Marker rows of ``hyprstream_windows`` (BE-8): from ``window_start`` on, closed windows
+    of size ``window`` are stored (``count`` 1) or not (0). ``metric_id`` is NULL, and
+    ``window_end`` the last instant, so that every scan returns them."""
+    n = len(marks)
+    columns: dict[str, pa.Array] = {
+        "window": pa.array([label for label, _, _ in marks], pa.utf8()),
+        "window_start": pa.array([at for _, at, _ in marks], TIMESTAMP_TYPE),
+        "window_end": pa.array([TIMESTAMP_MAX_US] * n, TIMESTAMP_TYPE),
+        "count": pa.array([int(keep) for _, _, keep in marks], pa.int64()),
+    }
+    return pa.Table.from_arrays(
+        [columns.get(f.name, pa.nulls(n, f.type)) for f in WINDOW_STORE_SCHEMA],
+        schema=WINDOW_STORE_SCHEMA,
+    )
 
 
 def _resolved(result: IngestResult) -> Future[IngestResult]:

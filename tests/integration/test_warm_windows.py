@@ -84,3 +84,41 @@ def test_windows_survive_restarts_as_retention_moves_across_the_rebuild_horizon(
         assert third.service.query(WINDOWS).equals(middle)
     finally:
         third.shutdown()
+
+
+def test_windows_are_kept_when_retention_is_raised_past_the_rebuild_horizon(
+    tmp_path: Path,
+) -> None:
+    # Found by review: 30m windows older than the span warm start used to read were lost
+    # when their size went from rebuilt (48 h) to stored (72 h) across a restart.
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+    minutes_ago = list(range(60 * 60, -1, -5))  # 60 hours, one sample every 5 minutes
+    first = start(load_config(flags={"port": 0, "data_dir": str(data)}))
+    try:
+        put(first.port, _samples("a", minutes_ago))
+        before = first.service.query(WINDOWS)
+    finally:
+        first.shutdown()
+    old_30m = [
+        r
+        for r in before.to_pylist()
+        if r["window"] == "30m" and r["window_start"] < NOW - 30 * 60 * MINUTE
+    ]
+    assert len(old_30m) > 10  # kept 48 hours, so reaching well past a day back
+    config.write_text('[windows]\nretention = { "30m" = "72h", "1h" = "72h" }\n')
+    shown = {_key(r): r for r in before.to_pylist()}
+    for _ in range(2):  # the restart that starts storing them, and one after it
+        again = start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+        try:
+            after = {_key(r): r for r in again.service.query(WINDOWS).to_pylist()}
+        finally:
+            again.shutdown()
+        # Every window shown before is still there, the same; the only new ones are those
+        # the longer retention keeps (they end more than 48 hours back).
+        assert {k: after.get(k) for k in shown} == shown
+        for key in after.keys() - shown.keys():
+            assert key[2] + (30 if key[1] == "30m" else 60) * MINUTE <= NOW - 48 * 60 * MINUTE
+
+
+def _key(row: dict[str, object]) -> tuple[object, ...]:
+    return (row["metric_id"], row["window"], row["window_start"])
