@@ -316,26 +316,35 @@ class Hyprstream:
             # Windows the watermark has passed: those that start at or after open_since as
             # merged again (they are whole), older ones as the backend committed them (only
             # sizes kept longer than the rebuild horizon have any still kept, BE-8).
+            # Windows of stored sizes the backend lacks (a shorter allowed lateness closed
+            # them only now) are committed now.
+            present = {
+                (str(r["window"]), _micros(r["window_start"]))
+                for t in stored
+                for r in t.group_by(["window", "window_start"]).aggregate([]).to_pylist()
+            }
+            unstored: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
             for size, start, block, quantiles in self.store.close_due().closed:
                 if open_since is None or start < open_since:
                     continue
                 assert stream_time is not None  # as open_since is set
                 if start + size.micros > stream_time - self.store.retention_us[size]:  # kept
                     self._closed.append((size, start, block, quantiles))
-            for table in stored:
-                older = table
-                if open_since is not None:
-                    starts = table["window_start"].cast(TIMESTAMP_TYPE).cast(pa.int64())
-                    older = table.filter(pc.less(starts, open_since))
-                if older.num_rows:
-                    self.cache.load_closed_windows(older)
-            if new_marks:
+                    if size in self._persisted and (size.label, start) not in present:
+                        unstored.append((size, start, block, quantiles))
+            older = _stored_windows(stored, [s.label for s in self.store.sizes], open_since)
+            if older.num_rows:
+                self.cache.load_closed_windows(older)
+            if new_marks or unstored:
+                windows = [self._window_rows(unstored, self._metrics.names_array())]
+                if new_marks:
+                    windows.append(_storage_marks(new_marks))
                 self.backend.write(
                     StoredBatch(
                         rows=metrics_schema(
                             pa.field(n, t) for n, t in self._labels.items()
                         ).empty_table(),
-                        windows=_storage_marks(new_marks),
+                        windows=pa.concat_tables(windows),
                     )
                 )
             if stream_time is not None:
@@ -907,6 +916,45 @@ def _refuse_forbidden(sql: str) -> None:
             f"{', '.join(names)} may not be called: client SQL cannot reach files, other "
             "servers, sessions or settings"
         )
+
+
+def _stored_windows(
+    tables: Sequence[pa.Table], labels: Sequence[str], before_us: int | None
+) -> pa.Table:
+    """Closed windows as the backend gave them back, in ``WINDOW_STORE_SCHEMA`` (drivers
+    differ in time zone names and units): those of the configured sizes ``labels`` starting
+    before ``before_us``, each window once. A window the backend holds twice (committed,
+    reopened by a longer allowed lateness, committed again) keeps its larger count: a
+    window only ever gains samples."""
+    if not tables:
+        return WINDOW_STORE_SCHEMA.empty_table()
+    table = pa.concat_tables(
+        [t.select(WINDOW_STORE_SCHEMA.names).cast(WINDOW_STORE_SCHEMA) for t in tables]
+    )
+    table = table.filter(pc.is_in(table["window"], pa.array(labels, pa.utf8())))
+    if before_us is not None:
+        starts = table["window_start"].cast(pa.int64())
+        table = table.filter(pc.less(starts, before_us))
+    if table.num_rows < 2:
+        return table
+    order = pc.sort_indices(
+        table,
+        [
+            ("metric_id", "ascending"),
+            ("window", "ascending"),
+            ("window_start", "ascending"),
+            ("count", "ascending"),
+        ],
+    )
+    table = table.take(order)
+    # same_as_next[i]: row i has the key of row i + 1, so only the later one is kept.
+    same_as_next = np.zeros(table.num_rows, dtype=bool)
+    same_as_next[:-1] = True
+    for name in ("metric_id", "window", "window_start"):
+        column = table[name].combine_chunks()
+        equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
+        same_as_next[:-1] &= np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
+    return table.filter(pa.array(~same_as_next))
 
 
 def _micros(value: Any) -> int:

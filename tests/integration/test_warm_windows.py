@@ -11,6 +11,7 @@ import pytest
 
 from hyprstream.app import Node, start
 from hyprstream.config import load_config
+from hyprstream.service._routing import series_lookup
 from tests.integration.conftest import put
 
 pytestmark = pytest.mark.integration
@@ -122,3 +123,80 @@ def test_windows_are_kept_when_retention_is_raised_past_the_rebuild_horizon(
 
 def _key(row: dict[str, object]) -> tuple[object, ...]:
     return (row["metric_id"], row["window"], row["window_start"])
+
+
+@pytest.mark.parametrize(("first", "then"), [("3h", "1h"), ("1h", "3h")])
+def test_windows_survive_a_change_of_allowed_lateness(
+    tmp_path: Path, first: str, then: str
+) -> None:
+    # Found by review. A shorter lateness closes windows at warm start that were open when
+    # the server stopped: they must be committed then. A longer one reopens committed
+    # windows, which are committed again when they close: each must be shown once.
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+
+    def node(lateness: str) -> Node:
+        config.write_text(
+            f'[windows]\nallowed_lateness = "{lateness}"\nretention = {{ "30m" = "72h" }}\n'
+        )
+        return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+
+    n = node(first)
+    try:
+        put(n.port, _samples("a", list(range(80 * 60, 70 * 60 - 1, -10))))
+    finally:
+        n.shutdown()
+    n = node(then)
+    try:
+        for step in range(7):  # stream time moves on to NOW, ten hours at a time
+            put(n.port, _samples("b", [70 * 60 - 10 - 600 * step]))
+        put(n.port, _samples("b", [0]))
+        middle = n.service.query(WINDOWS)
+    finally:
+        n.shutdown()
+    n = node(then)
+    try:
+        assert n.service.query(WINDOWS).equals(middle)
+    finally:
+        n.shutdown()
+
+
+def test_windows_of_a_size_no_longer_configured_are_not_shown(tmp_path: Path) -> None:
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+    n = _node(data, config, None)
+    try:
+        put(n.port, _samples("a", list(range(60 * 60, -1, -30))))  # closes 1d windows
+        assert "1d" in n.service.query(WINDOWS)["window"].to_pylist()
+    finally:
+        n.shutdown()
+    config.write_text('[windows]\nsizes = ["5m", "30m", "1h"]\n')
+    n = start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+    try:
+        assert set(n.service.query(WINDOWS)["window"].to_pylist()) == {"5m", "30m", "1h"}
+    finally:
+        n.shutdown()
+
+
+def test_the_window_index_takes_stored_and_rebuilt_windows_alike(tmp_path: Path) -> None:
+    # Found by review: the embedded backend gives stored windows back with another time
+    # zone name than rebuilt ones have, and merging the two turned the window index off.
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+    n = _node(data, config, None)
+    try:
+        put(n.port, _samples("a", list(range(60 * 60, -1, -5))))
+    finally:
+        n.shutdown()
+    n = _node(data, config, None)
+    try:
+        for label in ("1d", "1h", "5m"):
+            sql = f"SELECT window_start, count FROM metrics_{label} WHERE metric_id = 'a'"
+            lookup = series_lookup(sql)
+            assert lookup is not None
+            from_index = n.service._lookup(sql, lookup, None)
+            assert from_index is not None
+            assert from_index.num_rows > 0
+            assert sorted(from_index.to_pylist(), key=str) == sorted(
+                n.service.cache.query(sql).to_pylist(), key=str
+            )
+        assert n.service.cache._window_index is not None
+    finally:
+        n.shutdown()
