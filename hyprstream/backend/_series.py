@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from hyprstream.model import METRIC_ID, TIMESTAMP
 
-__all__ = ["ColumnStats", "Groups", "SeriesIndex"]
+__all__ = ["BUCKET_ORIGIN_US", "ColumnStats", "Groups", "SeriesIndex", "bucket_groups"]
 
 #: A partly evicted run is rewritten once at least this share of its rows is evicted.
 _REWRITE_SHARE = 8
@@ -214,6 +214,44 @@ def _combine(parts: list[Groups], columns: Sequence[str]) -> Groups:
     }
     rows = merged([p.rows for p in parts], np.add)
     return Groups(keys=keys[first], names=names, rows=rows, stats=stats)
+
+
+#: DuckDB's ``time_bucket`` origin for widths in days or less: 2000-01-03 00:00 UTC (a Monday).
+BUCKET_ORIGIN_US = 946_857_600_000_000
+
+
+def bucket_groups(
+    rows: pa.Table,
+    width_us: int,
+    columns: Sequence[str],
+    extremes: Collection[str] = (),
+    time_column: str = TIMESTAMP,
+) -> Groups:
+    """``rows`` (in time order) grouped as ``time_bucket(width, time)`` groups them: the
+    bucket starts (``keys``, int64 microseconds; ``names``, as timestamps), rows per bucket,
+    and the count and sum (and minimum and maximum for ``extremes``) of each of ``columns``."""
+    ts = _timestamps(rows, time_column)
+    if not len(ts):
+        nothing = np.array([], dtype=np.int64)
+        return Groups(
+            keys=nothing,
+            names=pa.array([], pa.timestamp("us", tz="UTC")),
+            rows=nothing,
+            stats={name: ColumnStats(nothing, nothing, nothing, nothing) for name in columns},
+        )
+    ids = np.floor_divide(ts - BUCKET_ORIGIN_US, width_us)
+    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    keys = ids[starts] * width_us + BUCKET_ORIGIN_US
+    stats = {}
+    for name in columns:
+        values, valid = _values(rows, name)
+        stats[name] = _reduce(values, valid, starts, name in extremes)
+    return Groups(
+        keys=keys,
+        names=pa.array(keys, pa.timestamp("us", tz="UTC")),
+        rows=np.diff(np.append(starts, len(ts))).astype(np.int64),
+        stats=stats,
+    )
 
 
 def _unicode(values: pa.Array | pa.ChunkedArray) -> np.ndarray:

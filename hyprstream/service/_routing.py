@@ -423,17 +423,29 @@ class GroupedLookup:
         [ORDER BY <output column | position | metric_id> [ASC | DESC] [NULLS FIRST | LAST],
          ...] [LIMIT n]
 
+    or, over one metric's samples, by time bucket (a dashboard over raw samples)::
+
+        SELECT <time_bucket(INTERVAL '<n unit>', timestamp) | aggregate> [[AS] name], ...
+        FROM metrics [[AS] m] WHERE metric_id = <'text' | ?> [AND timestamp >= <bound>]
+        GROUP BY <the bucket: alias | position | expression> | ALL
+        [ORDER BY ...] [LIMIT n]
+
     An aggregate is ``COUNT(*)``, or ``COUNT``, ``SUM``, ``AVG``, ``MIN`` or ``MAX`` of
     ``value`` or a ``value_running_window_*`` column (``COUNT``, ``MIN`` and ``MAX`` also of
     ``timestamp``). ``<bound>`` is as for :class:`SeriesLookup`.
     """
 
-    items: tuple[Aggregate | None, ...]  # in select order; None is the metric_id column
-    #: (item position or None for metric_id, descending, NULLs first)
+    #: In select order; None is the group key column (metric_id, or the time bucket).
+    items: tuple[Aggregate | None, ...]
+    #: (item position or None for the group key, descending, NULLs first)
     order: tuple[tuple[int | None, bool, bool], ...]
     limit: int | None
     bound: exp.Expression | None = None
     strict: bool = False
+    #: Grouped by ``time_bucket(<this many microseconds>, timestamp)`` over one metric's
+    #: samples (``metric_id``, or the one parameter when None); None: grouped by metric.
+    bucket_us: int | None = None
+    metric_id: str | None = None
 
     def lower_bound(self, now_us: int) -> int | None:
         """The earliest time the query admits, at ``now``; None if it cannot tell."""
@@ -486,56 +498,96 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
             return None
         return Aggregate(function, name)
 
+    def bucket(node: exp.Expression) -> int | None:
+        """The width of ``time_bucket(INTERVAL ..., timestamp)`` (DuckDB's default origin)."""
+        if not isinstance(node, exp.DateBin) or column(node.expression) != "timestamp":
+            return None
+        if any(v for k, v in node.args.items() if k not in ("this", "expression")):
+            return None  # an origin, offset or time zone
+        width = _interval(node.this)
+        return width if width is not None and width > 0 else None
+
     items: list[Aggregate | None] = []
     aliases: dict[str, int] = {}
+    keys: set[str | int] = set()  # "metric_id", or bucket widths
     for item in tree.expressions:
         node = item.this if isinstance(item, exp.Alias) else item
         found = aggregate(node)
-        if found is None and column(node) != "metric_id":
-            return None
+        if found is None:
+            key = "metric_id" if column(node) == "metric_id" else bucket(node)
+            if key is None:
+                return None
+            keys.add(key)
         alias = item.alias_or_name.lower()
         # DuckDB lets ORDER BY name select aliases: keep column names unambiguous.
         if (alias in _AGGREGABLE or alias == "metric_id") and (
-            found is not None or alias != "metric_id"
+            found is not None or alias != "metric_id" or "metric_id" not in keys
         ):
             return None
         if alias and alias in aliases:
             return None  # DuckDB's ORDER BY takes the last of equal names: leave it to DuckDB
         aliases[alias] = len(items)
         items.append(found)
-    if not any(items):
+    if not any(items) or len(keys) > 1:
         return None
+    width = next((k for k in keys if isinstance(k, int)), None)
+
+    def is_key(node: exp.Expression) -> bool:
+        """Whether ``node`` names the group key (not by alias or position)."""
+        if width is None:
+            return column(node) == "metric_id"
+        return bucket(node) == width
 
     group = tree.args.get("group")
     if group is None or any(v for k, v in group.args.items() if k not in ("expressions", "all")):
         return None
     if group.args.get("all"):
         if group.expressions or None not in items:
-            return None  # without metric_id selected, GROUP BY ALL makes one group
+            return None  # without the key selected, GROUP BY ALL makes one group
     elif len(group.expressions) != 1:
         return None
     else:
-        key = group.expressions[0]
-        if isinstance(key, exp.Literal) and not key.is_string:
-            position = _position(key, len(items))
+        key_node = group.expressions[0]
+        if isinstance(key_node, exp.Literal) and not key_node.is_string:
+            position = _position(key_node, len(items))
             if position is None or items[position] is not None:
                 return None
-        elif column(key) != "metric_id":
+        elif width is not None and isinstance(key_node, exp.Column) and not key_node.table:
+            position = aliases.get(str(key_node.name).lower())
+            if position is None or items[position] is not None:
+                return None  # (a column of that name would win: DuckDB's shape says so)
+        elif not is_key(key_node):
             return None
 
     bound: exp.Expression | None = None
     strict = False
+    metric_id: str | None = None
+    found_metric = False
     where = tree.args.get("where")
-    if where is not None:
-        conditions = _conjuncts(where.this)
-        if len(conditions) != 1:
+    for condition in _conjuncts(where.this) if where is not None else []:
+        if isinstance(condition, exp.EQ) and width is not None and not found_metric:
+            sides = [condition.this, condition.expression]
+            if column(sides[0]) != "metric_id":
+                sides.reverse()
+            value = sides[1]
+            if column(sides[0]) != "metric_id":
+                return None
+            if isinstance(value, exp.Literal) and value.is_string:
+                metric_id = value.this
+            elif not (isinstance(value, exp.Placeholder) and value.this is None):  # not ``?``
+                return None
+            found_metric = True
+            continue
+        if bound is not None:
             return None
-        found_bound = _lower_bound(conditions[0], lambda node: column(node) == "timestamp")
+        found_bound = _lower_bound(condition, lambda node: column(node) == "timestamp")
         if found_bound is None:
             return None
         bound, strict = found_bound
         if any(isinstance(n, exp.Column | exp.Placeholder) for n in bound.walk()):
             return None
+    if width is not None and not found_metric:
+        return None  # buckets of every metric together: DuckDB's
 
     order: list[tuple[int | None, bool, bool]] = []
     if tree.args.get("order") is not None:
@@ -554,7 +606,7 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
                 and (str(target.name).lower() in aliases)
             ):
                 where_to = aliases[str(target.name).lower()]
-            elif column(target) == "metric_id":
+            elif is_key(target):
                 where_to = None
             else:
                 wanted = aggregate(target)
@@ -562,7 +614,7 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
                     return None
                 where_to = items.index(wanted)
             if where_to is not None and items[where_to] is None:
-                where_to = None  # the metric_id column
+                where_to = None  # the group key
             # sqlglot fills in DuckDB's default (NULLS LAST) where the query says nothing.
             nulls_first = bool(key.args.get("nulls_first"))
             order.append((where_to, bool(key.args.get("desc")), nulls_first))
@@ -571,7 +623,13 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
     if not understood:
         return None
     return GroupedLookup(
-        items=tuple(items), order=tuple(order), limit=limit, bound=bound, strict=strict
+        items=tuple(items),
+        order=tuple(order),
+        limit=limit,
+        bound=bound,
+        strict=strict,
+        bucket_us=width,
+        metric_id=metric_id,
     )
 
 

@@ -50,6 +50,7 @@ from hyprstream.backend._port import (
     DuplicateBatch,
     StoredBatch,
 )
+from hyprstream.backend._series import bucket_groups
 from hyprstream.cachepolicy import CachePolicy
 from hyprstream.errors import InvalidInput, InvalidQuery, NotFound, PermissionDenied, Unsupported
 from hyprstream.flightsql._metadata import Catalog, ColumnInfo, TableInfo
@@ -638,10 +639,10 @@ class Hyprstream:
                 found = self._lookup(sql, lookup, params, expected)
                 if found is not None:
                     return found
-            elif not expected:
+            else:
                 grouped = grouped_lookup(sql)
                 if grouped is not None:
-                    found = self._grouped(sql, grouped)
+                    found = self._grouped(sql, grouped, params, expected)
                     if found is not None:
                         return found
             self._prepare_read()
@@ -698,20 +699,47 @@ class Hyprstream:
             return _project(rows, lookup, schema)
         return self._window_lookup(size, lookup, metric_id, bound, schema)
 
-    def _grouped(self, sql: str, lookup: GroupedLookup) -> pa.Table | None:
-        """``sql`` (bound for the hot cache, without parameters) answered from the series
-        index (CACHE-11), or None to ask DuckDB."""
+    def _grouped(
+        self,
+        sql: str,
+        lookup: GroupedLookup,
+        params: pa.RecordBatch | Sequence[Any] | None = None,
+        parameter_count: int = 0,
+    ) -> pa.Table | None:
+        """``sql`` (bound for the hot cache) answered from the series index (CACHE-11), or
+        None to ask DuckDB."""
+        metric_id = None
+        if lookup.bucket_us is not None:
+            metric_id = lookup.metric_id if lookup.metric_id is not None else _text(params)
+            if metric_id is None:
+                return None
+        if parameter_count != (
+            1 if lookup.bucket_us is not None and lookup.metric_id is None else 0
+        ):
+            return None
         bound = lookup.lower_bound(self._clock_us())
         if lookup.bound is not None and bound is None:
             return None
-        schema = self._hot_shape(sql, 0).schema
+        schema = self._hot_shape(sql, parameter_count).schema
         if len(schema) != len(lookup.items):
             return None
         columns = sorted({a.column for a in lookup.items if a is not None and a.column})
         extremes = {
-            a.column for a in lookup.items if a is not None and a.function in ("min", "max")
+            a.column
+            for a in lookup.items
+            if a is not None and a.column and a.function in ("min", "max")
         }
-        groups = self.cache.aggregate_series(columns, bound, {c for c in extremes if c})
+        if metric_id is None:
+            groups = self.cache.aggregate_series(columns, bound, extremes)
+        else:
+            assert lookup.bucket_us is not None
+            rows = self.cache.series(metric_id)
+            if rows is None:
+                return None
+            if bound is not None:  # rows are in time order: the admitted ones are a suffix
+                ts = rows[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
+                rows = rows.slice(int(np.searchsorted(ts, bound, side="left")))
+            groups = bucket_groups(rows, lookup.bucket_us, columns, extremes)
         if groups is None:
             return None
         return _grouped_rows(groups, lookup, schema)

@@ -148,6 +148,63 @@ def test_the_index_answers_grouped_queries_as_duckdb_does(
     assert _rows_match(_by_id(service.query(sql)), _by_id(from_index))
 
 
+#: One metric's samples by time bucket: (query, parameters, whether it fixes the row order)
+BUCKETED = [
+    (  # the benchmark's dashboard over raw samples
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) AS bucket, avg(value) AS avg_value "
+        "FROM metrics WHERE metric_id = 'cpu' AND timestamp >= NOW() - INTERVAL '24 hours' "
+        "GROUP BY bucket ORDER BY bucket",
+        None,
+        True,
+    ),
+    (  # a parameter, buckets that do not divide an hour, DESC and LIMIT, NULL running columns
+        "SELECT time_bucket(INTERVAL '7 minutes', m.timestamp) AS b, count(*) AS n, "
+        "min(value), max(timestamp), sum(value_running_window_count), "
+        "avg(value_running_window_avg) FROM metrics AS m WHERE ? = metric_id "
+        "GROUP BY ALL ORDER BY b DESC LIMIT 5",
+        ["mem"],
+        True,
+    ),
+    (
+        "SELECT max(value) AS top, time_bucket(INTERVAL 1 HOUR, timestamp) FROM metrics "
+        f"WHERE metric_id = 'it''s' AND timestamp > TIMESTAMPTZ '{CUT}' GROUP BY 2 "
+        "ORDER BY top",
+        None,
+        True,
+    ),
+    (
+        "SELECT time_bucket(INTERVAL '1 day', timestamp) AS d, count(value_running_window_sum) "
+        "FROM metrics WHERE metric_id = 'late.only' GROUP BY d",
+        None,
+        False,
+    ),
+    (
+        "SELECT time_bucket(INTERVAL '30 seconds', timestamp) AS b, sum(value) FROM metrics "
+        "WHERE metric_id = 'nothing' GROUP BY b",
+        None,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "params", "ordered"), BUCKETED)
+def test_the_index_answers_bucketed_queries_as_duckdb_does(
+    grouped: Node, sql: str, params: list[Any] | None, ordered: bool
+) -> None:
+    service = grouped.service
+    lookup = grouped_lookup(sql)
+    assert lookup is not None
+    assert lookup.bucket_us is not None
+    from_index = service._grouped(sql, lookup, params, 1 if params else 0)
+    assert from_index is not None, "the index should have answered"
+    from_duckdb = service.cache.query(sql, params)
+    assert from_index.schema == from_duckdb.schema
+    if ordered:
+        assert _rows_match(from_index.to_pylist(), from_duckdb.to_pylist())
+    assert _rows_match(_by_id(from_index), _by_id(from_duckdb))
+    assert _rows_match(_by_id(service.query(sql, params)), _by_id(from_index))
+
+
 def test_the_seed_example_over_adbc_reads_its_own_writes(grouped: Node) -> None:
     rows = grouped.service.cache.query(
         "SELECT metric_id, value_running_window_avg AS v FROM metrics "

@@ -15,7 +15,7 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyprstream.backend._series import SeriesIndex
+from hyprstream.backend._series import BUCKET_ORIGIN_US, SeriesIndex, bucket_groups
 from hyprstream.model import TIMESTAMP_TYPE, metrics_schema
 
 #: Includes ids past the fixed-width limit (kept as Python strings) next to short ones.
@@ -176,3 +176,35 @@ def test_aggregates_match_the_rows_appended_and_not_evicted(
                     if name != "timestamp":
                         exact = math.fsum(values)  # type: ignore[arg-type]
                         assert math.isclose(stats.sum[i], exact, rel_tol=1e-12, abs_tol=1e-6)
+
+
+@given(
+    stamps=st.lists(st.integers(min_value=-(10**12), max_value=10**12), max_size=60),
+    width=st.sampled_from(
+        [1, 7, 1_000_000, 300_000_000, 420_000_000, 86_400_000_000, 604_800_000_000]
+    ),
+)
+def test_time_buckets_match_duckdbs_definition(stamps: list[int], width: int) -> None:
+    # time_bucket(width, t) = origin + floor((t - origin) / width) * width, origin
+    # 2000-01-03 00:00 UTC; the rows come in time order, as the series index gives them.
+    stamps = sorted(stamps)
+    rows = _with_nulls([("m", t, float(i)) for i, t in enumerate(stamps)], 0)
+    rows = rows.set_column(1, "timestamp", pa.array(stamps, pa.int64()).cast(TIMESTAMP_TYPE))
+    groups = bucket_groups(rows, width, ["value", "value_running_window_avg"], ["value"])
+    expected: dict[int, list[dict[str, object]]] = {}
+    for r, t in zip(rows.to_pylist(), stamps, strict=True):
+        start = BUCKET_ORIGIN_US + (t - BUCKET_ORIGIN_US) // width * width
+        expected.setdefault(start, []).append(r)
+    assert groups.keys.tolist() == sorted(expected)
+    assert groups.names.cast(pa.int64()).to_pylist() == sorted(expected)
+    for i, start in enumerate(sorted(expected)):
+        mine = expected[start]
+        assert groups.rows[i] == len(mine)
+        values = [float(r["value"]) for r in mine]  # type: ignore[arg-type]
+        assert groups.stats["value"].sum[i] == math.fsum(values)  # small integers: exact
+        assert groups.stats["value"].min[i] == min(values)
+        assert groups.stats["value"].max[i] == max(values)
+        present = [
+            r["value_running_window_avg"] for r in mine if r["value_running_window_avg"] is not None
+        ]
+        assert groups.stats["value_running_window_avg"].count[i] == len(present)

@@ -416,3 +416,86 @@ def test_bounds_that_cannot_be_worked_out_leave_lookups_to_duckdb() -> None:
     assert grouped is not None
     assert point.lower_bound(NOW) is None
     assert grouped.lower_bound(NOW) is None
+
+
+DASHBOARD_RAW = (
+    "SELECT time_bucket(INTERVAL '5 minutes', timestamp) AS bucket, avg(value) AS avg_value "
+    "FROM metrics WHERE metric_id = 'metric_0042' AND timestamp >= NOW() - INTERVAL '24 hours' "
+    "GROUP BY bucket ORDER BY bucket"
+)
+
+
+def test_a_dashboard_over_raw_samples_is_a_bucketed_lookup() -> None:
+    lookup = grouped_lookup(DASHBOARD_RAW)
+    assert lookup is not None
+    assert lookup.bucket_us == 5 * 60_000_000
+    assert lookup.metric_id == "metric_0042"
+    assert lookup.items == (None, Aggregate("avg", "value"))
+    assert lookup.order == ((None, False, False),)
+    assert lookup.lower_bound(NOW) == NOW - 24 * HOUR
+
+
+@pytest.mark.parametrize(
+    ("sql", "width", "metric"),
+    [
+        (
+            "SELECT count(*), time_bucket(INTERVAL 1 HOUR, m.timestamp) FROM metrics m "
+            "WHERE ? = metric_id GROUP BY 2 ORDER BY 2 DESC LIMIT 24",
+            HOUR,
+            None,
+        ),
+        (
+            "SELECT time_bucket(INTERVAL '7 minutes', timestamp), max(value) FROM metrics "
+            "WHERE metric_id = 'a' GROUP BY time_bucket(INTERVAL '7 minutes', timestamp)",
+            7 * 60_000_000,
+            "a",
+        ),
+        (
+            "SELECT time_bucket(INTERVAL '1 week', timestamp) AS w, sum(value) FROM metrics "
+            "WHERE metric_id = 'a' AND timestamp > NOW() GROUP BY ALL",
+            7 * 24 * HOUR,
+            "a",
+        ),
+    ],
+)
+def test_bucketed_lookups_are_recognised(sql: str, width: int, metric: str | None) -> None:
+    lookup = grouped_lookup(sql)
+    assert lookup is not None
+    assert lookup.bucket_us == width
+    assert lookup.metric_id == metric
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # every metric's buckets together
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) b, count(*) FROM metrics GROUP BY b",
+        # an origin or offset, months, a zero width, another column
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp, TIMESTAMPTZ '2000-01-01') b, "
+        "count(*) FROM metrics WHERE metric_id = 'a' GROUP BY b",
+        "SELECT time_bucket(INTERVAL '1 month', timestamp) b, count(*) FROM metrics "
+        "WHERE metric_id = 'a' GROUP BY b",
+        "SELECT time_bucket(INTERVAL '0 minutes', timestamp) b, count(*) FROM metrics "
+        "WHERE metric_id = 'a' GROUP BY b",
+        "SELECT time_bucket(INTERVAL '5 minutes', last_timestamp) b, count(*) FROM metrics "
+        "WHERE metric_id = 'a' GROUP BY b",
+        # metric_id and a bucket, two widths, a bucket named like a column
+        "SELECT metric_id, time_bucket(INTERVAL '5 minutes', timestamp) b, count(*) "
+        "FROM metrics WHERE metric_id = 'a' GROUP BY ALL",
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) b, "
+        "time_bucket(INTERVAL '10 minutes', timestamp) c, count(*) FROM metrics "
+        "WHERE metric_id = 'a' GROUP BY ALL",
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) AS timestamp, count(*) "
+        "FROM metrics WHERE metric_id = 'a' GROUP BY 1",
+        # grouped by something else, other conditions, a metric filter on the per-metric shape
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) b, count(*) FROM metrics "
+        "WHERE metric_id = 'a' GROUP BY metric_id",
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) b, count(*) FROM metrics "
+        "WHERE metric_id = 'a' AND value > 0 GROUP BY b",
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) b, count(*) FROM metrics "
+        "WHERE metric_id = 'a' AND metric_id = 'b' GROUP BY b",
+        "SELECT metric_id, count(*) FROM metrics WHERE metric_id = 'a' GROUP BY 1",
+    ],
+)
+def test_other_queries_are_not_bucketed_lookups(sql: str) -> None:
+    assert grouped_lookup(sql) is None
