@@ -250,14 +250,19 @@ class Hyprstream:
             # are stored (the latest marker row: NULL metric_id, BE-8).
             stored: list[pa.Table] = []
             marks: dict[str, tuple[int, bool]] = {}
+            latest: dict[str, tuple[int, int]] = {}  # of the marks: (written at, at)
             for batch in self.backend.scan_windows(oldest_kept):
                 if batch.num_rows:
                     table = pa.Table.from_batches([batch])
                     is_mark = pc.is_null(table["metric_id"])
                     for mark in table.filter(is_mark).to_pylist():
                         at = _micros(mark["window_start"])
-                        if mark["window"] not in marks or at >= marks[mark["window"]][0]:
-                            marks[mark["window"]] = (at, bool(mark["count"]))
+                        when = mark["first_timestamp"]
+                        order = (TIMESTAMP_MIN_US if when is None else _micros(when), at)
+                        label = mark["window"]
+                        if label not in latest or order >= latest[label]:
+                            latest[label] = order
+                            marks[label] = (at, bool(mark["count"]))
                     stored.append(table.filter(pc.invert(is_mark)))
             open_since = None
             new_marks: list[tuple[str, int, bool]] = []
@@ -287,6 +292,11 @@ class Hyprstream:
                     kept_from = stream_time - self.store.retention_us[size]
                     if since is not None and since > kept_from:
                         open_since = min(open_since, kept_from - size.micros)
+                        if keep:
+                            # Every kept window is merged again now, and the closed ones the
+                            # backend lacks are committed below: from then on it holds all.
+                            new_marks = [m for m in new_marks if m[0] != size.label]
+                            new_marks.append((size.label, TIMESTAMP_MIN_US, True))
             since = None if hot_since is None or open_since is None else min(hot_since, open_since)
             loaded = 0
             for batch in self.backend.scan(since):
@@ -339,7 +349,7 @@ class Hyprstream:
             if new_marks or unstored:
                 windows = [self._window_rows(unstored, self._metrics.names_array())]
                 if new_marks:
-                    windows.append(_storage_marks(new_marks))
+                    windows.append(_storage_marks(new_marks, written_us=now))
                 self.backend.write(
                     StoredBatch(
                         rows=metrics_schema(
@@ -994,16 +1004,18 @@ def _micros(value: Any) -> int:
     return int(value)
 
 
-def _storage_marks(marks: Sequence[tuple[str, int, bool]]) -> pa.Table:
-    """Marker rows of ``hyprstream_windows`` (BE-8): from ``window_start`` on, closed windows
-    of size ``window`` are stored (``count`` 1) or not (0). ``metric_id`` is NULL, and
-    ``window_end`` the last instant, so that every scan returns them."""
+def _storage_marks(marks: Sequence[tuple[str, int, bool]], *, written_us: int) -> pa.Table:
+    """Marker rows of ``hyprstream_windows`` (BE-8): windows of size ``window`` that close
+    after ``window_start`` are stored (``count`` 1) or not (0); ``first_timestamp`` is when
+    the mark was written (the latest one holds). ``metric_id`` is NULL, and ``window_end``
+    the last instant, so that every scan returns them."""
     n = len(marks)
     columns: dict[str, pa.Array] = {
         "window": pa.array([label for label, _, _ in marks], pa.utf8()),
         "window_start": pa.array([at for _, at, _ in marks], TIMESTAMP_TYPE),
         "window_end": pa.array([TIMESTAMP_MAX_US] * n, TIMESTAMP_TYPE),
         "count": pa.array([int(keep) for _, _, keep in marks], pa.int64()),
+        "first_timestamp": pa.array([written_us] * n, TIMESTAMP_TYPE),
     }
     return pa.Table.from_arrays(
         [columns.get(f.name, pa.nulls(n, f.type)) for f in WINDOW_STORE_SCHEMA],

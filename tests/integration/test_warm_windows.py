@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -200,3 +201,34 @@ def test_the_window_index_takes_stored_and_rebuilt_windows_alike(tmp_path: Path)
         assert n.service.cache._window_index is not None
     finally:
         n.shutdown()
+
+
+def test_once_the_missing_windows_are_committed_restarts_read_the_usual_span(
+    tmp_path: Path,
+) -> None:
+    # Found by review: after a size's retention was raised past the rebuild horizon, every
+    # restart read its whole retention of samples again, though the first one had committed
+    # every window the backend lacked. That restart now marks the size as wholly stored.
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+    n = _node(data, config, None)
+    try:
+        put(n.port, _samples("a", list(range(60 * 60, -1, -5))))
+    finally:
+        n.shutdown()
+    config.write_text('[windows]\nretention = { "30m" = "30d" }\n')
+    n = start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+    n.shutdown()
+    con = duckdb.connect(str(data / "hyprstream.duckdb"), read_only=True)
+    try:
+        latest = con.sql(
+            "SELECT window_start, count FROM hyprstream_windows WHERE metric_id IS NULL "
+            "AND \"window\" = '30m' ORDER BY first_timestamp DESC NULLS LAST LIMIT 1"
+        ).fetchall()
+        stored_30m = con.sql(
+            "SELECT count(*) FROM hyprstream_windows WHERE metric_id = 'a' AND \"window\" = '30m'"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    assert latest[0][1] == 1  # stored ...
+    assert latest[0][0].year < 1700  # ... since the beginning
+    assert stored_30m >= 100  # the 30m windows of the 60 hours, committed at that restart
