@@ -231,8 +231,33 @@ def _open_database(settings: ConnectionSettings) -> adbc_driver_manager.AdbcData
         )
         return module.connect(path or ":memory:", **kwargs)  # type: ignore[no-any-return]
     if spec.module == "adbc_driver_sqlite":
-        return module.connect(uri.removeprefix("sqlite://") or None, db_kwargs=kwargs or None)  # type: ignore[no-any-return]
+        # sqlite:///abs/path (or sqlite:/abs/path once normalised) names a file; file: URIs
+        # go to SQLite as they are.
+        path = uri.removeprefix("sqlite:").removeprefix("//") if uri.startswith("sqlite:") else uri
+        path = path or ":memory:"
+        if not kwargs:  # its connect() takes the URI alone
+            return module.connect(path)  # type: ignore[no-any-return]
+        return adbc_driver_manager.AdbcDatabase(driver=module._driver_path(), uri=path, **kwargs)
     return module.connect(uri, db_kwargs=kwargs or None)  # type: ignore[no-any-return]
+
+
+def _instants(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Stored instants as ``timestamp[us, tz=UTC]``: drivers without a timestamp type
+    (SQLite) give back the ISO text they stored, in UTC."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = column.cast(pa.timestamp("us"))
+    if pa.types.is_timestamp(column.type) and column.type.tz is None:
+        column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+    return column.cast(pa.timestamp("us", tz="UTC"))
+
+
+def _with_instants(table: pa.Table, names: Sequence[str]) -> pa.Table:
+    """``table`` with the instants among ``names`` as ``timestamp[us, tz=UTC]``."""
+    for name in names:
+        if name in table.column_names:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, _instants(table[name]))
+    return table
 
 
 def _clean(exc: BaseException, secrets: Sequence[str] = ()) -> str:
@@ -587,8 +612,8 @@ class AdbcBackend:
 
     def _select_instant(self, sql: str) -> int | None:
         """The timestamp that ``sql`` selects, in microseconds (None for NULL)."""
-        column = self._select(sql).column(0)
-        value = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())[0].as_py()
+        column = _instants(self._select(sql).column(0))
+        value = column.cast(pa.int64())[0].as_py()
         return None if value is None else int(value)
 
     def scan(self, since_us: int | None) -> Iterator[pa.RecordBatch]:
@@ -598,14 +623,15 @@ class AdbcBackend:
                 f"{_quote(TIMESTAMP)} >=",
                 since_us,
             )
-        yield from table.to_batches()
+        yield from _with_instants(table, (TIMESTAMP,)).to_batches()
 
     def scan_windows(self, since_end_us: int | None) -> Iterator[pa.RecordBatch]:
         with self._translate("read stored windows"):
             table = self._select_since(
                 f"SELECT * FROM {_quote(WINDOWS_TABLE)}", "window_end >", since_end_us
             )
-        yield from table.to_batches()
+        names = ("window_start", "window_end", "first_timestamp", "last_timestamp")
+        yield from _with_instants(table, names).to_batches()
 
     def stream_time(self) -> int | None:
         with self._translate("read stream time"):

@@ -232,3 +232,30 @@ def test_once_the_missing_windows_are_committed_restarts_read_the_usual_span(
     assert latest[0][1] == 1  # stored ...
     assert latest[0][0].year < 1700  # ... since the beginning
     assert stored_30m >= 100  # the 30m windows of the 60 hours, committed at that restart
+
+
+def test_the_sqlite_driver_is_a_backend_that_a_restart_reads_back(tmp_path: Path) -> None:
+    # Found by review: adbc_driver_sqlite's connect() takes no options, and SQLite gives
+    # timestamps back as the ISO text it stored them as.
+    flags = {
+        "port": 0,
+        "data_dir": str(tmp_path / "data"),
+        "engine": "adbc",
+        "engine_connection": f"sqlite://{tmp_path / 'backend.sqlite'}",
+    }
+    samples = _samples("a", list(range(150, -1, -7)))
+    samples = samples.append_column("host", pa.array([f"h{i % 2}" for i in range(len(samples))]))
+    checks = ["SELECT * FROM metrics ORDER BY metric_id, timestamp", WINDOWS]
+    n = start(load_config(flags=flags))
+    try:
+        assert "adbc_driver_sqlite" in n.service.backend.description
+        put(n.port, samples)
+        put(n.port, _samples("b", [200]))  # late: stored with NULL running columns
+        before = [n.service.query(sql) for sql in checks]
+    finally:
+        n.shutdown()
+    n = start(load_config(flags=flags))
+    try:
+        assert [n.service.query(sql) for sql in checks] == before
+    finally:
+        n.shutdown()
