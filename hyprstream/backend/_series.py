@@ -24,6 +24,10 @@ they are at least an eighth of it (or when the run is merged).
 The index of windows (``time_column="window_start"``) is the same structure over closed
 window states, one index per window size.
 
+Aggregates (``aggregate``, ``bucket_groups``) answer grouped and bucketed lookups: each
+metric's rows at or after an instant are a suffix of its rows in a run, so one binary search
+per run finds them all, and numpy's ``reduceat`` sums, counts and bounds the segments.
+
 Not thread-safe for writers (the hot cache serialises them); readers may run concurrently
 with a writer: a lookup works on the immutable tuple of runs it read first.
 
