@@ -264,9 +264,15 @@ class Hyprstream:
                             latest[label] = order
                             marks[label] = (at, bool(mark["count"]))
                     stored.append(table.filter(pc.invert(is_mark)))
+            seen = {str(v) for t in stored for v in pc.unique(t["window"]).to_pylist()}
             open_since = None
             new_marks: list[tuple[str, int, bool]] = []
             watermark = self.store.watermark
+            configured = {s.label for s in self.store.sizes}
+            for label in sorted((seen | marks.keys()) - configured):
+                if marks.get(label, (0, True))[1]:  # removed: not stored from now on
+                    at = TIMESTAMP_MIN_US if watermark is None else watermark
+                    new_marks.append((label, at, False))
             for size in self.store.sizes:
                 mark = marks.get(size.label)
                 keep = size in self._persisted
@@ -285,8 +291,9 @@ class Hyprstream:
                     # Windows of this size that closed up to ``since`` are not stored (None:
                     # every one is): those still kept (WIN-11) are merged again whole.
                     since: int | None = watermark
-                    if keep and mark is None:
-                        since = None
+                    if keep and mark is None and size.label in seen:
+                        since = None  # stored from the beginning (a size never stored, or
+                        # new, has none of its windows in the table: all are merged again)
                     elif keep and mark is not None and mark[1]:
                         since = mark[0]
                     kept_from = stream_time - self.store.retention_us[size]

@@ -259,3 +259,59 @@ def test_the_sqlite_driver_is_a_backend_that_a_restart_reads_back(tmp_path: Path
         assert [n.service.query(sql) for sql in checks] == before
     finally:
         n.shutdown()
+
+
+def test_sizes_added_or_added_back_get_their_windows_from_the_samples(tmp_path: Path) -> None:
+    # Found by review: a size new to the configuration, or configured again after a run
+    # without it, counted as stored from the beginning, so its windows older than the usual
+    # warm-start span never came back.
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+
+    def node(toml: str) -> Node:
+        config.write_text(toml)
+        return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+
+    def starts(n: Node, label: str) -> list[dt.datetime]:
+        rows = n.service.query(WINDOWS).to_pylist()
+        return [r["window_start"] for r in rows if r["window"] == label]
+
+    stored_30m = '[windows]\nretention = { "30m" = "72h" }\n'
+    n = node(stored_30m)
+    try:
+        put(n.port, _samples("a", list(range(60 * 60, 30 * 60 - 1, -5))))  # 60 h to 30 h ago
+        first = starts(n, "30m")
+    finally:
+        n.shutdown()
+    n = node('[windows]\nsizes = ["5m", "1h", "1d"]\n')  # 30m removed
+    try:
+        put(n.port, _samples("a", list(range(30 * 60 - 5, -1, -5))))  # the last 30 hours
+    finally:
+        n.shutdown()
+    # 30m back, and a new size kept longer than warm start usually reads.
+    n = node(
+        '[windows]\nsizes = ["5m", "30m", "1h", "2h", "1d"]\n'
+        'retention = { "30m" = "72h", "2h" = "72h" }\n'
+    )
+    try:
+        back = starts(n, "30m")
+        new = starts(n, "2h")
+    finally:
+        n.shutdown()
+
+    def windows_of(minutes: int) -> int:  # distinct windows the samples fall in
+        size = minutes * 60
+        return len({int((NOW - m * MINUTE).timestamp()) // size for m in range(0, 3601, 5)})
+
+    assert set(first) < set(back)
+    assert len(back) == windows_of(30)  # every half hour of the 60 hours
+    assert len(new) == windows_of(120)
+    # And the next restart finds them stored.
+    n = node(
+        '[windows]\nsizes = ["5m", "30m", "1h", "2h", "1d"]\n'
+        'retention = { "30m" = "72h", "2h" = "72h" }\n'
+    )
+    try:
+        assert starts(n, "30m") == back
+        assert starts(n, "2h") == new
+    finally:
+        n.shutdown()
