@@ -336,25 +336,33 @@ class Hyprstream:
             # sizes kept longer than the rebuild horizon have any still kept, BE-8).
             # Windows of stored sizes the backend lacks (a shorter allowed lateness closed
             # them only now) are committed now.
-            present = {
-                (str(r["window"]), _micros(r["window_start"]))
-                for t in stored
-                for r in t.group_by(["window", "window_start"]).aggregate([]).to_pylist()
-            }
-            unstored: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
+            labels = [s.label for s in self.store.sizes]
+            backend_rows = _stored_windows(stored, labels, None)
+            rebuilt: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
             for size, start, block, quantiles in self.store.close_due().closed:
                 if open_since is None or start < open_since:
                     continue
                 assert stream_time is not None  # as open_since is set
                 if start + size.micros > stream_time - self.store.retention_us[size]:  # kept
                     self._closed.append((size, start, block, quantiles))
-                    if size in self._persisted and (size.label, start) not in present:
-                        unstored.append((size, start, block, quantiles))
-            older = _stored_windows(stored, [s.label for s in self.store.sizes], open_since)
+                    if size in self._persisted:
+                        rebuilt.append((size, start, block, quantiles))
+            if open_since is not None:
+                starts = backend_rows["window_start"].cast(pa.int64())
+                older = backend_rows.filter(pc.less(starts, open_since))
+            else:
+                older = backend_rows
             if older.num_rows:
                 self.cache.load_closed_windows(older)
-            if new_marks or unstored:
-                windows = [self._window_rows(unstored, self._metrics.names_array())]
+            # Closed windows of stored sizes the backend lacks, or holds with fewer samples
+            # (a shorter allowed lateness closed them only now; a longer one reopened them
+            # and they gained samples), are committed now.
+            keys = ["metric_id", "window", "window_start", "count"]
+            unstored = self._window_rows(rebuilt, self._metrics.names_array()).join(
+                backend_rows.select(keys), keys=keys, join_type="left anti"
+            )
+            if new_marks or unstored.num_rows:
+                windows = [unstored.select(WINDOW_STORE_SCHEMA.names)]
                 if new_marks:
                     windows.append(_storage_marks(new_marks, written_us=now))
                 self.backend.write(

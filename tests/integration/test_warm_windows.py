@@ -315,3 +315,46 @@ def test_sizes_added_or_added_back_get_their_windows_from_the_samples(tmp_path: 
         assert starts(n, "2h") == new
     finally:
         n.shutdown()
+
+
+def test_a_window_reopened_by_a_longer_lateness_is_stored_with_what_it_gained(
+    tmp_path: Path,
+) -> None:
+    # Found by review: the backend's copy of a window was taken as complete whatever it
+    # held, so a metric that first appeared in it after a longer lateness reopened it was
+    # never stored, and vanished once the window was older than what warm start rebuilds.
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+
+    def node(lateness: str) -> Node:
+        config.write_text(
+            f'[windows]\nsizes = ["30m", "1d"]\nallowed_lateness = "{lateness}"\n'
+            'retention = { "30m" = "72h" }\n'
+        )
+        return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+
+    def rows_of_b(n: Node) -> list[dict[str, object]]:
+        rows = n.service.query(WINDOWS).to_pylist()
+        return [r for r in rows if r["metric_id"] == "b" and r["window"] == "30m"]
+
+    n = node("1h")
+    try:
+        put(n.port, _samples("a", list(range(300, -1, -10))))
+    finally:
+        n.shutdown()
+    n = node("3h")  # reopens the windows of the last three hours
+    try:
+        assert put(n.port, _samples("b", [80]))[0]["late"] == 0
+    finally:
+        n.shutdown()
+    n = node("1h")
+    try:
+        shown = rows_of_b(n)
+        assert len(shown) == 1
+        put(n.port, _samples("a", [-25 * 60]))  # a day on: the window is past the rebuild
+    finally:
+        n.shutdown()
+    n = node("1h")
+    try:
+        assert rows_of_b(n) == shown
+    finally:
+        n.shutdown()
