@@ -251,6 +251,7 @@ class Hyprstream:
             stored: list[pa.Table] = []
             marks: dict[str, tuple[int, bool]] = {}
             latest: dict[str, tuple[int, int]] = {}  # of the marks: (written at, at)
+            lateness_before: int | None = None  # the allowed lateness of the previous run
             for batch in self.backend.scan_windows(oldest_kept):
                 if batch.num_rows:
                     table = pa.Table.from_batches([batch])
@@ -263,16 +264,21 @@ class Hyprstream:
                         if label not in latest or order >= latest[label]:
                             latest[label] = order
                             marks[label] = (at, bool(mark["count"]))
+                            if label == _LATENESS_MARK:
+                                lateness_before = int(mark["count"])
                     stored.append(table.filter(pc.invert(is_mark)))
             seen = {str(v) for t in stored for v in pc.unique(t["window"]).to_pylist()}
             open_since = None
-            new_marks: list[tuple[str, int, bool]] = []
+            new_marks: list[tuple[str, int, int]] = []
             watermark = self.store.watermark
-            configured = {s.label for s in self.store.sizes}
+            lateness = self.store.lateness_us
+            if lateness_before != lateness:  # the lateness in force, for the next start
+                new_marks.append((_LATENESS_MARK, TIMESTAMP_MIN_US, lateness))
+            configured = {s.label for s in self.store.sizes} | {_LATENESS_MARK}
             for label in sorted((seen | marks.keys()) - configured):
                 if marks.get(label, (0, True))[1]:  # removed: not stored from now on
                     at = TIMESTAMP_MIN_US if watermark is None else watermark
-                    new_marks.append((label, at, False))
+                    new_marks.append((label, at, 0))
             for size in self.store.sizes:
                 mark = marks.get(size.label)
                 keep = size in self._persisted
@@ -282,9 +288,14 @@ class Hyprstream:
                     not keep and (mark is None or mark[1])
                 ):
                     at = TIMESTAMP_MIN_US if watermark is None else watermark
-                    new_marks.append((size.label, at, keep))
+                    new_marks.append((size.label, at, int(keep)))
             if watermark is not None and stream_time is not None:
                 open_since = watermark - max(s.micros for s in self.store.sizes)
+                if lateness_before is not None and lateness_before > lateness:
+                    # A shorter lateness closes now windows that were open when the last run
+                    # stopped: they start after this, and are merged again (and committed).
+                    reach = lateness_before + max(s.micros for s in self.store.sizes)
+                    open_since = min(open_since, stream_time - reach)
                 for size in self.store.sizes:
                     mark = marks.get(size.label)
                     keep = size in self._persisted
@@ -303,7 +314,7 @@ class Hyprstream:
                             # Every kept window is merged again now, and the closed ones the
                             # backend lacks are committed below: from then on it holds all.
                             new_marks = [m for m in new_marks if m[0] != size.label]
-                            new_marks.append((size.label, TIMESTAMP_MIN_US, True))
+                            new_marks.append((size.label, TIMESTAMP_MIN_US, 1))
             since = None if hot_since is None or open_since is None else min(hot_since, open_since)
             loaded = 0
             for batch in self.backend.scan(since):
@@ -1019,17 +1030,22 @@ def _micros(value: Any) -> int:
     return int(value)
 
 
-def _storage_marks(marks: Sequence[tuple[str, int, bool]], *, written_us: int) -> pa.Table:
+#: The ``window`` of the mark that records the allowed lateness in force (``count``, µs).
+_LATENESS_MARK = "lateness"
+
+
+def _storage_marks(marks: Sequence[tuple[str, int, int]], *, written_us: int) -> pa.Table:
     """Marker rows of ``hyprstream_windows`` (BE-8): windows of size ``window`` that close
-    after ``window_start`` are stored (``count`` 1) or not (0); ``first_timestamp`` is when
-    the mark was written (the latest one holds). ``metric_id`` is NULL, and ``window_end``
-    the last instant, so that every scan returns them."""
+    after ``window_start`` are stored (``count`` 1) or not (0), or, for ``window``
+    "lateness", the allowed lateness in force (``count``); ``first_timestamp`` is when the
+    mark was written (the latest one holds). ``metric_id`` is NULL, and ``window_end`` the
+    last instant, so that every scan returns them."""
     n = len(marks)
     columns: dict[str, pa.Array] = {
         "window": pa.array([label for label, _, _ in marks], pa.utf8()),
         "window_start": pa.array([at for _, at, _ in marks], TIMESTAMP_TYPE),
         "window_end": pa.array([TIMESTAMP_MAX_US] * n, TIMESTAMP_TYPE),
-        "count": pa.array([int(keep) for _, _, keep in marks], pa.int64()),
+        "count": pa.array([count for _, _, count in marks], pa.int64()),
         "first_timestamp": pa.array([written_us] * n, TIMESTAMP_TYPE),
     }
     return pa.Table.from_arrays(

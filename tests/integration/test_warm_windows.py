@@ -358,3 +358,46 @@ def test_a_window_reopened_by_a_longer_lateness_is_stored_with_what_it_gained(
         assert rows_of_b(n) == shown
     finally:
         n.shutdown()
+
+
+def test_a_shorter_lateness_keeps_the_windows_open_when_the_last_run_stopped(
+    tmp_path: Path,
+) -> None:
+    # Found by review: windows still open at shutdown close at once under a shorter allowed
+    # lateness; one that started before the span warm start reads was lost. Warm start
+    # records the lateness in force, and reads back far enough when it shrinks.
+    data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
+
+    def node(lateness: str) -> Node:
+        config.write_text(
+            f'[windows]\nsizes = ["30m"]\nallowed_lateness = "{lateness}"\n'
+            'retention = { "30m" = "72h" }\n'
+        )
+        return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+
+    sql = "SELECT window_start, count FROM metric_windows ORDER BY 1"
+    # Samples up to 10 minutes past a 30m boundary B: the window before B was still open
+    # (the watermark was B - 10 min), closes at warm start (B + 10 min), and starts before
+    # the usual span (the watermark minus 30 minutes).
+    boundary = dt.datetime.fromtimestamp(int(NOW.timestamp()) // 1800 * 1800, dt.UTC)
+    boundary -= 60 * MINUTE
+    stamps = [boundary + k * 5 * MINUTE for k in range(-24, 3)]
+    samples = pa.table(
+        {
+            "metric_id": ["a"] * len(stamps),
+            "timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+            "value": [1.0] * len(stamps),
+        }
+    )
+    n = node("20m")
+    try:
+        put(n.port, samples)
+        before = n.service.query(sql)
+    finally:
+        n.shutdown()
+    for _ in range(2):  # the restart that closes them, and the one after
+        n = node("0m")
+        try:
+            assert n.service.query(sql).equals(before)
+        finally:
+            n.shutdown()
