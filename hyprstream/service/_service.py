@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -246,75 +246,11 @@ class Hyprstream:
             oldest_kept = None
             if stream_time is not None:
                 oldest_kept = stream_time - max(self.store.retention_us.values())
-            # Stored windows, and for each size whether and since when its closed windows
-            # are stored (the latest marker row: NULL metric_id, BE-8).
-            stored: list[pa.Table] = []
-            marks: dict[str, tuple[int, bool]] = {}
-            latest: dict[str, tuple[int, int]] = {}  # of the marks: (written at, at)
-            lateness_before: int | None = None  # the allowed lateness of the previous run
-            for batch in self.backend.scan_windows(oldest_kept):
-                if batch.num_rows:
-                    table = pa.Table.from_batches([batch])
-                    is_mark = pc.is_null(table["metric_id"])
-                    for mark in table.filter(is_mark).to_pylist():
-                        at = _micros(mark["window_start"])
-                        when = mark["first_timestamp"]
-                        order = (TIMESTAMP_MIN_US if when is None else _micros(when), at)
-                        label = mark["window"]
-                        if label not in latest or order >= latest[label]:
-                            latest[label] = order
-                            marks[label] = (at, bool(mark["count"]))
-                            if label == _LATENESS_MARK:
-                                lateness_before = int(mark["count"])
-                    stored.append(table.filter(pc.invert(is_mark)))
+            stored, marks, lateness_before = _read_stored_windows(
+                self.backend.scan_windows(oldest_kept)
+            )
             seen = {str(v) for t in stored for v in pc.unique(t["window"]).to_pylist()}
-            open_since = None
-            new_marks: list[tuple[str, int, int]] = []
-            watermark = self.store.watermark
-            lateness = self.store.lateness_us
-            if lateness_before != lateness:  # the lateness in force, for the next start
-                new_marks.append((_LATENESS_MARK, TIMESTAMP_MIN_US, lateness))
-            configured = {s.label for s in self.store.sizes} | {_LATENESS_MARK}
-            for label in sorted((seen | marks.keys()) - configured):
-                if marks.get(label, (0, True))[1]:  # removed: not stored from now on
-                    at = TIMESTAMP_MIN_US if watermark is None else watermark
-                    new_marks.append((label, at, 0))
-            for size in self.store.sizes:
-                mark = marks.get(size.label)
-                keep = size in self._persisted
-                # No mark: stored since the beginning. A stored size marked as not stored,
-                # or the other way round, is stored (or not) from now on.
-                if (keep and mark is not None and not mark[1]) or (
-                    not keep and (mark is None or mark[1])
-                ):
-                    at = TIMESTAMP_MIN_US if watermark is None else watermark
-                    new_marks.append((size.label, at, int(keep)))
-            if watermark is not None and stream_time is not None:
-                open_since = watermark - max(s.micros for s in self.store.sizes)
-                if lateness_before is not None and lateness_before > lateness:
-                    # A shorter lateness closes now windows that were open when the last run
-                    # stopped: they start after this, and are merged again (and committed).
-                    reach = lateness_before + max(s.micros for s in self.store.sizes)
-                    open_since = min(open_since, stream_time - reach)
-                for size in self.store.sizes:
-                    mark = marks.get(size.label)
-                    keep = size in self._persisted
-                    # Windows of this size that closed up to ``since`` are not stored (None:
-                    # every one is): those still kept (WIN-11) are merged again whole.
-                    since: int | None = watermark
-                    if keep and mark is None and size.label in seen:
-                        since = None  # stored from the beginning (a size never stored, or
-                        # new, has none of its windows in the table: all are merged again)
-                    elif keep and mark is not None and mark[1]:
-                        since = mark[0]
-                    kept_from = stream_time - self.store.retention_us[size]
-                    if since is not None and since > kept_from:
-                        open_since = min(open_since, kept_from - size.micros)
-                        if keep:
-                            # Every kept window is merged again now, and the closed ones the
-                            # backend lacks are committed below: from then on it holds all.
-                            new_marks = [m for m in new_marks if m[0] != size.label]
-                            new_marks.append((size.label, TIMESTAMP_MIN_US, 1))
+            open_since, new_marks = self._rebuild_span(marks, seen, lateness_before, stream_time)
             since = None if hot_since is None or open_since is None else min(hot_since, open_since)
             loaded = 0
             for batch in self.backend.scan(since):
@@ -345,8 +281,6 @@ class Hyprstream:
             # Windows the watermark has passed: those that start at or after open_since as
             # merged again (they are whole), older ones as the backend committed them (only
             # sizes kept longer than the rebuild horizon have any still kept, BE-8).
-            # Windows of stored sizes the backend lacks (a shorter allowed lateness closed
-            # them only now) are committed now.
             labels = [s.label for s in self.store.sizes]
             backend_rows = _stored_windows(stored, labels, None)
             rebuilt: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
@@ -402,6 +336,66 @@ class Hyprstream:
             elif oldest is not None:
                 self._oldest_sample = oldest
             return loaded
+
+    def _rebuild_span(
+        self,
+        marks: dict[str, tuple[int, bool]],
+        seen: set[str],
+        lateness_before: int | None,
+        stream_time: int | None,
+    ) -> tuple[int | None, list[tuple[str, int, int]]]:
+        """For warm start (BE-4, BE-8): the instant R from which windows are merged again
+        from the samples (None: nothing to merge), and the storage marks to write, given the
+        latest marks (``marks``: size label -> (instant, stored)), the sizes the backend holds
+        windows of (``seen``) and the allowed lateness of the last run."""
+        new_marks: list[tuple[str, int, int]] = []
+        watermark = self.store.watermark
+        lateness = self.store.lateness_us
+        if lateness_before != lateness:  # the lateness in force, for the next start
+            new_marks.append((_LATENESS_MARK, TIMESTAMP_MIN_US, lateness))
+        configured = {s.label for s in self.store.sizes} | {_LATENESS_MARK}
+        for label in sorted((seen | marks.keys()) - configured):
+            if marks.get(label, (0, True))[1]:  # removed: not stored from now on
+                at = TIMESTAMP_MIN_US if watermark is None else watermark
+                new_marks.append((label, at, 0))
+        for size in self.store.sizes:
+            mark = marks.get(size.label)
+            keep = size in self._persisted
+            # No mark: stored since the beginning. A stored size marked as not stored, or the
+            # other way round, is stored (or not) from now on.
+            if (keep and mark is not None and not mark[1]) or (
+                not keep and (mark is None or mark[1])
+            ):
+                at = TIMESTAMP_MIN_US if watermark is None else watermark
+                new_marks.append((size.label, at, int(keep)))
+        if watermark is None or stream_time is None:
+            return None, new_marks
+        largest = max(s.micros for s in self.store.sizes)
+        open_since = watermark - largest
+        if lateness_before is not None and lateness_before > lateness:
+            # A shorter lateness closes now windows that were open when the last run stopped:
+            # they start after this, and are merged again (and committed).
+            open_since = min(open_since, stream_time - lateness_before - largest)
+        for size in self.store.sizes:
+            mark = marks.get(size.label)
+            keep = size in self._persisted
+            # Windows of this size that closed up to ``since`` are not stored (None: every one
+            # is): those still kept (WIN-11) are merged again whole.
+            since: int | None = watermark
+            if keep and mark is None and size.label in seen:
+                since = None  # stored from the beginning (a size never stored, or new, has
+                # none of its windows in the table: all are merged again)
+            elif keep and mark is not None and mark[1]:
+                since = mark[0]
+            kept_from = stream_time - self.store.retention_us[size]
+            if since is not None and since > kept_from:
+                open_since = min(open_since, kept_from - size.micros)
+                if keep:
+                    # Every kept window is merged again now, and the closed ones the backend
+                    # lacks are committed: from then on it holds them all.
+                    new_marks = [m for m in new_marks if m[0] != size.label]
+                    new_marks.append((size.label, TIMESTAMP_MIN_US, 1))
+        return open_since, new_marks
 
     def _conform(self, table: pa.Table) -> pa.Table:
         """Backend rows in the hot schema (drivers may return other but equivalent types)."""
@@ -980,6 +974,34 @@ def _refuse_forbidden(sql: str) -> None:
             f"{', '.join(names)} may not be called: client SQL cannot reach files, other "
             "servers, sessions or settings"
         )
+
+
+def _read_stored_windows(
+    batches: Iterator[pa.RecordBatch],
+) -> tuple[list[pa.Table], dict[str, tuple[int, bool]], int | None]:
+    """What ``hyprstream_windows`` gave back: the stored windows, the latest storage mark of
+    each size (label -> (instant, stored)), and the allowed lateness last recorded (BE-8)."""
+    stored: list[pa.Table] = []
+    marks: dict[str, tuple[int, bool]] = {}
+    latest: dict[str, tuple[int, int]] = {}  # of the marks: (written at, instant)
+    lateness: int | None = None
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        table = pa.Table.from_batches([batch])
+        is_mark = pc.is_null(table["metric_id"])
+        for mark in table.filter(is_mark).to_pylist():
+            at = _micros(mark["window_start"])
+            when = mark["first_timestamp"]
+            order = (TIMESTAMP_MIN_US if when is None else _micros(when), at)
+            label = mark["window"]
+            if label not in latest or order >= latest[label]:
+                latest[label] = order
+                marks[label] = (at, bool(mark["count"]))
+                if label == _LATENESS_MARK:
+                    lateness = int(mark["count"])
+        stored.append(table.filter(pc.invert(is_mark)))
+    return stored, marks, lateness
 
 
 def _stored_windows(
