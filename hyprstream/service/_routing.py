@@ -221,6 +221,34 @@ def _plain_table(source: exp.Expression | None) -> exp.Table | None:
     return source
 
 
+def _column(node: exp.Expression, names: frozenset[str]) -> str | None:
+    """The lower-case name of the column ``node`` is, if it is a plain column of the table
+    read (unqualified, or qualified by one of ``names``: the table or its alias)."""
+    if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
+        return None
+    if node.table and node.table.lower() not in names:
+        return None
+    if node.args.get("db") or node.args.get("catalog"):
+        return None
+    return str(node.name).lower()
+
+
+def _metric_equality(condition: exp.EQ, names: frozenset[str]) -> tuple[str | None] | None:
+    """``(metric_id,)`` if ``condition`` is ``metric_id = 'text'`` (either way round), or
+    ``(None,)`` for ``metric_id = ?``; None if it is anything else."""
+    sides = [condition.this, condition.expression]
+    if _column(sides[0], names) != "metric_id":
+        sides.reverse()
+    if _column(sides[0], names) != "metric_id":
+        return None
+    value = sides[1]
+    if isinstance(value, exp.Literal) and value.is_string:
+        return (str(value.this),)
+    if isinstance(value, exp.Placeholder) and value.this is None:  # ``?``, not ``$1``
+        return (None,)
+    return None
+
+
 def _limit(tree: exp.Expression) -> tuple[bool, int | None]:
     """``(understood, n)`` for the query's ``LIMIT n`` (``n`` None without one)."""
     limit = tree.args.get("limit")
@@ -297,16 +325,9 @@ def series_lookup(sql: str) -> SeriesLookup | None:
         time_column = "window_start"
     else:
         return None
-    names = {table, source.alias_or_name.lower()}
+    names = frozenset({table, source.alias_or_name.lower()})
 
-    def column(node: exp.Expression) -> str | None:
-        if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
-            return None
-        if node.table and node.table.lower() not in names:
-            return None
-        if node.args.get("db") or node.args.get("catalog"):
-            return None
-        return str(node.name).lower()
+    column = functools.partial(_column, names=names)
 
     columns: list[str] = []
     aliases: dict[str, str] = {}  # select alias -> the column it names
@@ -337,17 +358,10 @@ def series_lookup(sql: str) -> SeriesLookup | None:
     strict = False
     for condition in conditions:
         if isinstance(condition, exp.EQ) and not found_metric:
-            sides = [condition.this, condition.expression]
-            if column(sides[0]) != "metric_id":
-                sides.reverse()
-            if column(sides[0]) != "metric_id":
+            equality = _metric_equality(condition, names)
+            if equality is None:
                 return None
-            value = sides[1]
-            if isinstance(value, exp.Literal) and value.is_string:
-                metric_id = value.this
-            elif not (isinstance(value, exp.Placeholder) and value.this is None):  # not ``?``
-                return None
-            found_metric = True
+            metric_id, found_metric = equality[0], True
         elif bound is None:
             found = _lower_bound(condition, lambda node: column(node) == time_column)
             if found is None:
@@ -474,16 +488,9 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
     source = _plain_table(from_.this if from_ is not None else None)
     if source is None or source.name.lower() != "metrics":
         return None
-    names = {"metrics", source.alias_or_name.lower()}
+    names = frozenset({"metrics", source.alias_or_name.lower()})
 
-    def column(node: exp.Expression) -> str | None:
-        if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
-            return None
-        if node.table and node.table.lower() not in names:
-            return None
-        if node.args.get("db") or node.args.get("catalog"):
-            return None
-        return str(node.name).lower()
+    column = functools.partial(_column, names=names)
 
     def aggregate(node: exp.Expression) -> Aggregate | None:
         function = _AGGREGATES.get(type(node))
@@ -566,17 +573,10 @@ def grouped_lookup(sql: str) -> GroupedLookup | None:
     where = tree.args.get("where")
     for condition in _conjuncts(where.this) if where is not None else []:
         if isinstance(condition, exp.EQ) and width is not None and not found_metric:
-            sides = [condition.this, condition.expression]
-            if column(sides[0]) != "metric_id":
-                sides.reverse()
-            value = sides[1]
-            if column(sides[0]) != "metric_id":
+            equality = _metric_equality(condition, names)
+            if equality is None:
                 return None
-            if isinstance(value, exp.Literal) and value.is_string:
-                metric_id = value.this
-            elif not (isinstance(value, exp.Placeholder) and value.this is None):  # not ``?``
-                return None
-            found_metric = True
+            metric_id, found_metric = equality[0], True
             continue
         if bound is not None:
             return None
