@@ -339,11 +339,12 @@ class DuckDBHotCache:
             self._index(step)
         return merged
 
-    def series(self, metric_id: str) -> pa.Table | None:
-        """The hot rows of ``metric_id`` in timestamp order, with every ``metrics`` column,
-        from the series index (CACHE-11); None when the index is off."""
+    def series(self, metric_id: str, since_us: int | None = None) -> pa.Table | None:
+        """The hot rows of ``metric_id`` at or after ``since_us`` (None: all) in timestamp
+        order, with every ``metrics`` column, from the series index (CACHE-11); None when
+        the index is off."""
         index = self._series
-        return None if index is None else index.series(metric_id, self._series_schema)
+        return None if index is None else index.series(metric_id, self._series_schema, since_us)
 
     def aggregate_series(
         self, columns: Sequence[str], lower_us: int | None, extremes: Collection[str] = ()

@@ -502,22 +502,27 @@ class SeriesIndex:
             )
         return _combine(parts, columns)
 
-    def series(self, metric_id: str, schema: pa.Schema) -> pa.Table | None:
-        """The rows of ``metric_id`` in time order, with the columns of ``schema`` (the hot
-        table's, or some of them: columns the rows predate are NULL); None if the index
-        cannot answer."""
-        runs, watermark = self._runs, self._watermark
+    def series(
+        self, metric_id: str, schema: pa.Schema, since_us: int | None = None
+    ) -> pa.Table | None:
+        """The rows of ``metric_id`` at or after ``since_us`` (None: all) in time order, with
+        the columns of ``schema`` (the hot table's, or some of them: columns the rows predate
+        are NULL); None if the index cannot answer."""
+        runs, lower = self._runs, self._watermark
         if self._disabled:
             return None
+        if since_us is not None and (lower is None or since_us > lower):
+            lower = since_us
         pieces: list[pa.Table] = []
         for run in runs:
             i = int(np.searchsorted(run.keys, metric_id))
             if i < len(run.keys) and run.keys[i] == metric_id:
                 start, stop = int(run.offsets[i]), int(run.offsets[i + 1])
                 piece = run.table.slice(start, stop - start)
-                if watermark is not None and run.oldest_us < watermark:
+                if lower is not None and run.oldest_us < lower:
+                    # The piece is in time order: the rows admitted are a suffix.
                     ts = _timestamps(piece, self._time)
-                    piece = piece.filter(pa.array(ts >= watermark))
+                    piece = piece.slice(int(np.searchsorted(ts, lower, side="left")))
                 if piece.num_rows:
                     pieces.append(piece)
         if not pieces:

@@ -720,12 +720,9 @@ class Hyprstream:
         if not len(schema):
             return None
         if size is None:
-            rows = self.cache.series(metric_id)
+            rows = self.cache.series(metric_id, bound)
             if rows is None:
                 return None
-            if bound is not None:  # rows are in time order: the admitted ones are a suffix
-                ts = rows[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
-                rows = rows.slice(int(np.searchsorted(ts, bound, side="left")))
             return _project(rows, lookup, schema)
         return self._window_lookup(size, lookup, metric_id, bound, schema)
 
@@ -763,12 +760,9 @@ class Hyprstream:
             groups = self.cache.aggregate_series(columns, bound, extremes)
         else:
             assert lookup.bucket_us is not None
-            rows = self.cache.series(metric_id)
+            rows = self.cache.series(metric_id, bound)
             if rows is None:
                 return None
-            if bound is not None:  # rows are in time order: the admitted ones are a suffix
-                ts = rows[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
-                rows = rows.slice(int(np.searchsorted(ts, bound, side="left")))
             groups = bucket_groups(rows, lookup.bucket_us, columns, extremes)
         if groups is None:
             return None
