@@ -21,7 +21,6 @@ through the read-through cache (see ``_routing``).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -89,7 +88,6 @@ log = logging.getLogger("hyprstream.service")
 #: Closed windows waiting for the queryable copy are flushed once this many accumulate.
 _MAX_PENDING_CLOSED = 256
 _HOUR_US = 3_600_000_000
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_BATCH_ID = 256
 #: Result shapes of hot queries kept, by query text (prepared statements ask on every run).
 _MAX_SHAPES = 4096
@@ -984,16 +982,19 @@ def _read_stored_windows(
             continue
         table = pa.Table.from_batches([batch])
         is_mark = pc.is_null(table["metric_id"])
-        for mark in table.filter(is_mark).to_pylist():
-            at = _micros(mark["window_start"])
-            when = mark["first_timestamp"]
-            order = (TIMESTAMP_MIN_US if when is None else _micros(when), at)
-            label = mark["window"]
+        marked = table.filter(is_mark)
+        instants = [  # as microseconds, whatever time zone name or unit the driver gave
+            marked[name].cast(TIMESTAMP_TYPE).cast(pa.int64()).to_pylist()
+            for name in ("window_start", "first_timestamp")
+        ]
+        labels, counts = marked["window"].to_pylist(), marked["count"].to_pylist()
+        for label, count, at, when in zip(labels, counts, *instants, strict=True):
+            order = (TIMESTAMP_MIN_US if when is None else when, at)
             if label not in latest or order >= latest[label]:
                 latest[label] = order
-                marks[label] = (at, bool(mark["count"]))
+                marks[label] = (at, bool(count))
                 if label == _LATENESS_MARK:
-                    lateness = int(mark["count"])
+                    lateness = int(count)
         stored.append(table.filter(pc.invert(is_mark)))
     return stored, marks, lateness
 
@@ -1035,15 +1036,6 @@ def _stored_windows(
         equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
         same_as_next[:-1] &= np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
     return table.filter(pa.array(~same_as_next))
-
-
-def _micros(value: Any) -> int:
-    """A timestamp from a backend row (a datetime, maybe naive meaning UTC) in microseconds."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return int((value - _EPOCH) // dt.timedelta(microseconds=1))
-    return int(value)
 
 
 #: The ``window`` of the mark that records the allowed lateness in force (``count``, µs).
