@@ -25,11 +25,16 @@ WINDOWS = (
 )
 
 
-def _node(data: Path, config: Path, retention_5m: str | None) -> Node:
-    config.write_text(
-        f'[windows]\nretention = {{ "5m" = "{retention_5m}" }}\n' if retention_5m else ""
-    )
+def _start(data: Path, config: Path, toml: str) -> Node:
+    """A node on the embedded backend in ``data``, configured by ``toml`` (written to
+    ``config``)."""
+    config.write_text(toml)
     return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+
+
+def _node(data: Path, config: Path, retention_5m: str | None) -> Node:
+    retention = f'[windows]\nretention = {{ "5m" = "{retention_5m}" }}\n'
+    return _start(data, config, retention if retention_5m else "")
 
 
 def _samples(metric: str, minutes_ago: list[int]) -> pa.Table:
@@ -107,10 +112,10 @@ def test_windows_are_kept_when_retention_is_raised_past_the_rebuild_horizon(
         if r["window"] == "30m" and r["window_start"] < NOW - 30 * 60 * MINUTE
     ]
     assert len(old_30m) > 10  # kept 48 hours, so reaching well past a day back
-    config.write_text('[windows]\nretention = { "30m" = "72h", "1h" = "72h" }\n')
+    longer = '[windows]\nretention = { "30m" = "72h", "1h" = "72h" }\n'
     shown = {_key(r): r for r in before.to_pylist()}
     for _ in range(2):  # the restart that starts storing them, and one after it
-        again = start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+        again = _start(data, config, longer)
         try:
             after = {_key(r): r for r in again.service.query(WINDOWS).to_pylist()}
         finally:
@@ -136,10 +141,11 @@ def test_windows_survive_a_change_of_allowed_lateness(
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
 
     def node(lateness: str) -> Node:
-        config.write_text(
-            f'[windows]\nallowed_lateness = "{lateness}"\nretention = {{ "30m" = "72h" }}\n'
+        return _start(
+            data,
+            config,
+            f'[windows]\nallowed_lateness = "{lateness}"\nretention = {{ "30m" = "72h" }}\n',
         )
-        return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
 
     n = node(first)
     try:
@@ -169,8 +175,7 @@ def test_windows_of_a_size_no_longer_configured_are_not_shown(tmp_path: Path) ->
         assert "1d" in n.service.query(WINDOWS)["window"].to_pylist()
     finally:
         n.shutdown()
-    config.write_text('[windows]\nsizes = ["5m", "30m", "1h"]\n')
-    n = start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+    n = _start(data, config, '[windows]\nsizes = ["5m", "30m", "1h"]\n')
     try:
         assert set(n.service.query(WINDOWS)["window"].to_pylist()) == {"5m", "30m", "1h"}
     finally:
@@ -215,8 +220,7 @@ def test_once_the_missing_windows_are_committed_restarts_read_the_usual_span(
         put(n.port, _samples("a", list(range(60 * 60, -1, -5))))
     finally:
         n.shutdown()
-    config.write_text('[windows]\nretention = { "30m" = "30d" }\n')
-    n = start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+    n = _start(data, config, '[windows]\nretention = { "30m" = "30d" }\n')
     n.shutdown()
     con = duckdb.connect(str(data / "hyprstream.duckdb"), read_only=True)
     try:
@@ -268,8 +272,7 @@ def test_sizes_added_or_added_back_get_their_windows_from_the_samples(tmp_path: 
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
 
     def node(toml: str) -> Node:
-        config.write_text(toml)
-        return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
+        return _start(data, config, toml)
 
     def starts(n: Node, label: str) -> list[dt.datetime]:
         rows = n.service.query(WINDOWS).to_pylist()
@@ -326,11 +329,12 @@ def test_a_window_reopened_by_a_longer_lateness_is_stored_with_what_it_gained(
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
 
     def node(lateness: str) -> Node:
-        config.write_text(
+        return _start(
+            data,
+            config,
             f'[windows]\nsizes = ["30m", "1d"]\nallowed_lateness = "{lateness}"\n'
-            'retention = { "30m" = "72h" }\n'
+            'retention = { "30m" = "72h" }\n',
         )
-        return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
 
     def rows_of_b(n: Node) -> list[dict[str, object]]:
         rows = n.service.query(WINDOWS).to_pylist()
@@ -369,11 +373,12 @@ def test_a_shorter_lateness_keeps_the_windows_open_when_the_last_run_stopped(
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
 
     def node(lateness: str) -> Node:
-        config.write_text(
+        return _start(
+            data,
+            config,
             f'[windows]\nsizes = ["30m"]\nallowed_lateness = "{lateness}"\n'
-            'retention = { "30m" = "72h" }\n'
+            'retention = { "30m" = "72h" }\n',
         )
-        return start(load_config(flags={"port": 0, "data_dir": str(data)}, config_file=config))
 
     sql = "SELECT window_start, count FROM metric_windows ORDER BY 1"
     # Samples up to 10 minutes past a 30m boundary B: the window before B was still open
