@@ -25,7 +25,9 @@ __all__ = [
     "StateColumns",
     "aggregate",
     "blocks",
+    "by_window",
     "partials",
+    "regroup",
     "rollup",
     "running_totals",
     "segmented_cumsum",
@@ -106,31 +108,32 @@ class SortedSamples:
         return len(self.code)
 
 
-def sort_samples(
-    code: np.ndarray, ts: np.ndarray, value: np.ndarray, rank: np.ndarray | None = None
-) -> SortedSamples:
-    """Sort by (metric, timestamp) once; every window size reuses the order.
+def sort_samples(code: np.ndarray, ts: np.ndarray, value: np.ndarray) -> SortedSamples:
+    """Sort by (metric code, timestamp) once; every window size reuses the order.
 
-    ``rank`` orders the metrics (default: by code); it must map codes one to one, so that
-    each metric's samples stay contiguous. The service passes the metric ids' text order,
-    which is the order the hot cache stores a batch in.
+    Code order keeps every later step linear: partial states come out in the order window
+    blocks keep (no re-sort per size), and lookups into those blocks search sorted needles.
     """
-    key = code if rank is None else rank
     if len(code) == 0:
         order = np.zeros(0, dtype=np.intp)
-    elif bool(np.all(ts[1:] >= ts[:-1])) and int(key.max()) - int(key.min()) < 65536:
+    elif bool(np.all(ts[1:] >= ts[:-1])) and int(code.max()) - int(code.min()) < 1 << 32:
         # Samples already in time order (a live stream): a stable sort by metric alone keeps
-        # each metric's samples in time order, and 16-bit keys sort by radix, in linear time.
-        order = np.argsort((key - key.min()).astype(np.uint16), kind="stable")
+        # each metric's samples in time order. Stable sorts of 16-bit keys are radix sorts,
+        # so two of them (low half, then high half) sort 32-bit codes in linear time.
+        key = code - code.min()
+        order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+        if int(key.max()) >= 1 << 16:
+            high = (key[order] >> 16).astype(np.uint16)
+            order = order[np.argsort(high, kind="stable")]
     else:
         # One packed int64 key sorts about twice as fast as lexsort on two keys; it fits
-        # whenever the batch's key range and time span need 62 bits or fewer together.
-        t0, k0 = int(ts.min()), int(key.min())
+        # whenever the batch's code range and time span need 62 bits or fewer together.
+        t0, k0 = int(ts.min()), int(code.min())
         span_bits = (int(ts.max()) - t0).bit_length()
-        if span_bits + (int(key.max()) - k0).bit_length() <= 62:
-            order = np.argsort(((key - k0) << span_bits) | (ts - t0))
+        if span_bits + (int(code.max()) - k0).bit_length() <= 62:
+            order = np.argsort(((code - k0) << span_bits) | (ts - t0))
         else:
-            order = np.lexsort((ts, key))
+            order = np.lexsort((ts, code))
     code, ts, value = code[order], ts[order], value[order]
     if len(code):
         tie_start = _boundaries((code[1:] != code[:-1]) | (ts[1:] != ts[:-1]))
@@ -140,6 +143,26 @@ def sort_samples(
     return SortedSamples(
         order=order, code=code, ts=ts, value=value, tie_start=tie_start, tie_max=tie_max
     )
+
+
+def regroup(s: SortedSamples, rank: np.ndarray) -> np.ndarray:
+    """Positions of ``s`` reordered so that metrics follow ``rank`` (a sort key given per
+    input row, the same for all rows of a metric), each metric's samples kept together and
+    in time order; metrics with equal keys come in no particular order.
+
+    Moves whole runs of one metric, so it costs a sort of the batch's distinct metrics, not
+    of its rows.
+    """
+    n = len(s)
+    if n == 0:
+        return np.zeros(0, np.intp)
+    first = _boundaries(s.code[1:] != s.code[:-1])
+    lengths = np.diff(np.append(first, n))
+    by_rank = np.argsort(rank[s.order[first]])
+    first, lengths = first[by_rank], lengths[by_rank]
+    out_start = np.cumsum(lengths) - lengths
+    positions: np.ndarray = np.repeat(first - out_start, lengths) + np.arange(n)
+    return positions
 
 
 def _boundaries(change: np.ndarray) -> np.ndarray:
@@ -164,6 +187,8 @@ class Partials:
 
     start: np.ndarray
     states: StateColumns
+    #: The window length, in microseconds.
+    width: int
 
     def __len__(self) -> int:
         return len(self.start)
@@ -173,7 +198,9 @@ def partials(s: SortedSamples, size: WindowSize) -> Partials:
     """Aggregate sorted samples into one partial state per (metric, window of ``size``)."""
     if len(s) == 0:
         empty = np.zeros(0, _I64)
-        return Partials(start=empty, states=StateColumns(**{f: empty for f in _FIELDS}))
+        return Partials(
+            start=empty, states=StateColumns(**{f: empty for f in _FIELDS}), width=size.micros
+        )
     seg, starts = _segments(s, size)
     ends = np.append(seg[1:], len(s))
     count = (ends - seg).astype(_I64)
@@ -195,7 +222,7 @@ def partials(s: SortedSamples, size: WindowSize) -> Partials:
         last_ts=s.ts[ends - 1],
         last_value=s.tie_max[last_tie],
     )
-    return Partials(start=starts[seg], states=states)
+    return Partials(start=starts[seg], states=states, width=size.micros)
 
 
 def rollup(p: Partials, size: WindowSize) -> Partials:
@@ -206,7 +233,7 @@ def rollup(p: Partials, size: WindowSize) -> Partials:
     the few partials of the smallest size, not from the samples again.
     """
     if len(p) == 0:
-        return p
+        return Partials(start=p.start, states=p.states, width=size.micros)
     a = p.states
     starts = window_start(p.start, size)
     seg = _boundaries((a.code[1:] != a.code[:-1]) | (starts[1:] != starts[:-1]))
@@ -232,20 +259,36 @@ def rollup(p: Partials, size: WindowSize) -> Partials:
         last_ts=last_ts,
         last_value=last_value,
     )
-    return Partials(start=starts[seg], states=states)
+    return Partials(start=starts[seg], states=states, width=size.micros)
+
+
+def by_window(start: np.ndarray, width: int) -> list[tuple[int, slice | np.ndarray]]:
+    """Positions grouped by window start (windows ascending), in their order within each.
+
+    A stable sort by window start keeps rows that are ordered by metric code so; a batch
+    within one window (a live stream, mostly) needs no sort at all.
+    """
+    if len(start) == 0:
+        return []
+    lo, hi = int(start.min()), int(start.max())
+    if lo == hi:
+        return [(lo, slice(None))]
+    index = (start - lo) // width
+    if (hi - lo) // width < 1 << 16:
+        order = np.argsort(index.astype(np.uint16), kind="stable")  # a radix sort
+    else:
+        order = np.argsort(index, kind="stable")
+    sorted_index = index[order]
+    cuts = _boundaries(sorted_index[1:] != sorted_index[:-1])
+    return [
+        (lo + int(sorted_index[a]) * width, order[a:b])
+        for a, b in zip(cuts, np.append(cuts[1:], len(order)), strict=True)
+    ]
 
 
 def blocks(p: Partials) -> list[tuple[int, StateColumns]]:
     """Partial states grouped by window start, each block ordered by metric code."""
-    if len(p) == 0:
-        return []
-    order = np.lexsort((p.states.code, p.start))
-    sorted_starts = p.start[order]
-    cuts = _boundaries(sorted_starts[1:] != sorted_starts[:-1])
-    out = []
-    for lo, hi in zip(cuts, np.append(cuts[1:], len(order)), strict=True):
-        out.append((int(sorted_starts[lo]), p.states.take(order[lo:hi])))
-    return out
+    return [(start, p.states.take(rows)) for start, rows in by_window(p.start, p.width)]
 
 
 def aggregate(s: SortedSamples, size: WindowSize) -> list[tuple[int, StateColumns]]:
@@ -286,20 +329,41 @@ def _locate(block: StateColumns, codes: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def upsert(block: StateColumns | None, part: StateColumns) -> StateColumns:
-    """``block`` with ``part`` merged in; returns a new block and leaves both inputs intact."""
+    """``block`` with ``part`` merged in; returns a new block and leaves both inputs intact
+    (readers may hold ``block``)."""
     if block is None or len(block) == 0:
         return part
     pos, hit = _locate(block, part.code)
-    fields = {name: getattr(block, name).copy() for name in _FIELDS}
-    if hit.any():
-        at = pos[hit]
-        merged = merge_aligned(block.take(at), part.take(np.flatnonzero(hit)))
-        for name in _FIELDS:
-            fields[name][at] = getattr(merged, name)
-    if not hit.all():
-        miss = ~hit
-        for name in _FIELDS:
-            fields[name] = np.insert(fields[name], pos[miss], getattr(part, name)[miss])
+    n_hit = int(np.count_nonzero(hit))
+    if n_hit == len(part):  # every metric already has a state: same codes, same layout
+        merged = merge_aligned(block.take(pos), part)
+        fields = {"code": block.code}
+        for name in _FIELDS[1:]:
+            column = getattr(block, name).copy()
+            column[pos] = getattr(merged, name)
+            fields[name] = column
+        return StateColumns(**fields)
+    # Codes are sorted in both, so the new rows land at their insertion points shifted by
+    # the new rows before them; the old rows fill the other places, in order.
+    miss = np.flatnonzero(~hit)
+    size = len(block) + len(miss)
+    new_at = pos[miss] + np.arange(len(miss))
+    old_at = np.ones(size, bool)
+    old_at[new_at] = False
+    old_at = np.flatnonzero(old_at)
+    merged_at = old_at[pos[hit]]
+    both = None
+    if n_hit:
+        both = merge_aligned(block.take(pos[hit]), part.take(np.flatnonzero(hit)))
+    fields = {}
+    for name in _FIELDS:
+        old, new = getattr(block, name), getattr(part, name)
+        column = np.empty(size, old.dtype)
+        column[old_at] = old
+        column[new_at] = new[miss]
+        if both is not None and name != "code":
+            column[merged_at] = getattr(both, name)
+        fields[name] = column
     return StateColumns(**fields)
 
 
@@ -350,11 +414,11 @@ def running_totals(
     prior_sum = np.zeros(len(seg), _F64)
     seg_code = s.code[seg]
     seg_startv = starts[seg]
-    for start in np.unique(seg_startv):
-        block = prior.get(int(start))
+    for start, group in by_window(seg_startv, size.micros):
+        block = prior.get(start)
         if block is None or len(block) == 0:
             continue
-        idx = np.flatnonzero(seg_startv == start)
+        idx = np.arange(len(seg)) if isinstance(group, slice) else group
         pos, hit = _locate(block, seg_code[idx])
         prior_count[idx[hit]] = block.count[pos[hit]]
         prior_sum[idx[hit]] = block.sum[pos[hit]]

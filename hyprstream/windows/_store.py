@@ -37,7 +37,9 @@ from hyprstream.windows._columnar import (
     _segments,
     aggregate,
     blocks,
+    by_window,
     partials,
+    regroup,
     rollup,
     running_totals,
     sort_samples,
@@ -191,8 +193,8 @@ class WindowStore:
     ) -> IngestPlan:
         """Plan merging samples (metric codes, UTC microseconds, values); changes nothing.
 
-        ``rank`` (optional, one-to-one with codes) sets the order of metrics in
-        ``IngestPlan.order``; by default they are ordered by code.
+        ``rank`` (optional: a sort key per row, the same for every row of a metric) sets the
+        order of metrics in ``IngestPlan.order``; by default they are ordered by code.
         """
         n = len(code)
         wm = self.watermark
@@ -203,20 +205,19 @@ class WindowStore:
             late_mask = ts < wm
             on_time_rows = np.flatnonzero(~late_mask)
             late_rows = np.flatnonzero(late_mask)
-        s = sort_samples(
-            code[on_time_rows],
-            ts[on_time_rows],
-            value[on_time_rows],
-            None if rank is None else rank[on_time_rows],
-        )
+        s = sort_samples(code[on_time_rows], ts[on_time_rows], value[on_time_rows])
         run_count, run_sum = running_totals(s, self.running, self._open[self.running])
+        stored = s.order
+        if rank is not None:  # stored in rank order; the windows keep code order
+            by_rank = regroup(s, rank[on_time_rows])
+            stored, run_count, run_sum = stored[by_rank], run_count[by_rank], run_sum[by_rank]
         by_size: dict[WindowSize, Partials] = {}
         for size in self.sizes:  # ascending: roll up from a smaller size that divides this one
             source = self._rollup_source.get(size)
             by_size[size] = partials(s, size) if source is None else rollup(by_size[source], size)
         partial_blocks = {size: blocks(p) for size, p in by_size.items()}
         sketches = self._sketch_parts(s)
-        order = np.concatenate((on_time_rows[s.order], late_rows)).astype(np.intp)
+        order = np.concatenate((on_time_rows[stored], late_rows)).astype(np.intp)
         pad = len(late_rows)
         new_max = self._max_ts
         if len(s):
@@ -349,20 +350,17 @@ class WindowStore:
         for size in self.quantile_sizes:
             seg, starts = _segments(s, size)
             ends = np.append(seg[1:], len(s))
-            seg_code, seg_start = s.code[seg], starts[seg]
-            order = np.lexsort((seg_code, seg_start))
-            cut = np.flatnonzero(np.diff(seg_start[order])) + 1
+            seg_code = s.code[seg]
             parts = []
-            for group in np.split(order, cut):
+            for start, group in by_window(starts[seg], size.micros):
+                if isinstance(group, slice):  # one window: every row, in order
+                    offsets = np.append(seg, len(s))
+                    parts.append((start, Sketches.of_runs(seg_code, offsets, keys)))
+                    continue
                 lengths = ends[group] - seg[group]
                 offsets = np.concatenate(([0], np.cumsum(lengths)))
                 rows = np.repeat(seg[group] - offsets[:-1], lengths) + np.arange(offsets[-1])
-                parts.append(
-                    (
-                        int(seg_start[group[0]]),
-                        Sketches.of_runs(seg_code[group], offsets, keys[rows]),
-                    )
-                )
+                parts.append((start, Sketches.of_runs(seg_code[group], offsets, keys[rows])))
             out[size] = parts
         return out
 

@@ -34,9 +34,11 @@ def test_uncommitted_ids_are_forgotten() -> None:
 def test_rank_is_text_order_within_the_batch() -> None:
     d = MetricDictionary()
     d.commit(["zeta", "alpha"])
-    codes, _, rank = d.encode_ranked(pa.array(["zeta", "mid", "alpha", "zeta"]))
-    assert codes.tolist() == [0, 2, 1, 0]
-    assert rank.tolist() == [2, 1, 0, 2]
+    # Committed ids ("zeta", "alpha"), a new one ("mid") and an empty dictionary alike.
+    for dictionary in (d, MetricDictionary()):
+        codes, _, rank = dictionary.encode_ranked(pa.array(["zeta", "mid", "alpha", "zeta"]))
+        assert rank[2] < rank[1] < rank[0] == rank[3]
+    assert codes.tolist() == [0, 1, 2, 0]
 
 
 def test_many_ids_round_trip() -> None:
@@ -70,15 +72,16 @@ def test_hash_is_deterministic_and_sensitive() -> None:
     assert hash_strings(sliced)[0] == a[0]
 
 
-def test_text_order_matches_a_string_sort_on_the_first_16_bytes() -> None:
-    from hyprstream.model._codes import text_order
+def test_text_key_orders_like_a_string_sort_on_the_first_8_bytes() -> None:
+    from hyprstream.model._codes import text_key
 
     rng = np.random.default_rng(4)
     words = ["".join(rng.choice(list("abcAB09._-é"), rng.integers(1, 24))) for _ in range(500)]
-    arr = pa.array(words)
-    order = text_order(arr).tolist()
-    got = [words[i].encode()[:16] for i in order]
-    assert got == sorted(w.encode()[:16] for w in words)
+    arr = pa.array(words).slice(3)  # an offset into the buffers, too
+    order = np.argsort(text_key(arr), kind="stable").tolist()
+    got = [words[3 + i].encode()[:8] for i in order]
+    assert got == sorted(w.encode()[:8] for w in words[3:])
+    assert text_key(pa.array([], pa.utf8())).tolist() == []
 
 
 def test_code_of_one_id_committed_or_not(monkeypatch: pytest.MonkeyPatch) -> None:

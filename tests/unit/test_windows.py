@@ -149,6 +149,55 @@ def test_upsert_merges_and_inserts_in_code_order() -> None:
     assert upsert(None, a) is a
 
 
+def test_upsert_into_a_block_that_has_every_metric_and_into_one_that_has_some() -> None:
+    rng = np.random.default_rng(6)
+    code = rng.permutation(np.repeat(np.arange(0, 90, 3), 4))  # 30 metrics, 4 samples each
+    ts = rng.integers(0, M5.micros, len(code))
+    value = rng.normal(size=len(code))
+    (_, full), = aggregate(sort_samples(code, ts, value), M5)
+    for second in (code < 200, code % 2 == 0):  # every metric again; only some of them
+        first = ~second | (rng.random(len(code)) < 0.5)
+        rest = ~first
+        (_, a), = aggregate(sort_samples(code[first], ts[first], value[first]), M5)
+        (_, b), = aggregate(sort_samples(code[rest], ts[rest], value[rest]), M5)
+        before = {name: getattr(a, name).copy() for name in ("code", "count", "sum", "m2")}
+        merged = upsert(a, b)
+        assert merged.code.tolist() == full.code.tolist()
+        assert merged.count.tolist() == full.count.tolist()
+        assert np.allclose(merged.sum, full.sum) and np.allclose(merged.m2, full.m2)
+        assert merged.first_ts.tolist() == full.first_ts.tolist()
+        assert merged.last_value.tolist() == full.last_value.tolist()
+        for name, column in before.items():  # the block readers may hold is unchanged
+            assert getattr(a, name).tolist() == column.tolist()
+
+
+def test_time_ordered_batches_with_codes_past_16_bits_sort_by_code_then_time() -> None:
+    rng = np.random.default_rng(8)
+    n = 5_000
+    code = rng.choice(np.array([0, 70_000, 65_535, 65_536, 2**31 + 5, 131_072]), n)
+    ts = np.sort(rng.integers(0, HOUR, n))
+    s = sort_samples(code, ts, rng.normal(size=n))
+    assert s.code.tolist() == sorted(code.tolist())
+    assert s.ts.tolist() == [int(t) for t in ts[s.order]]
+    assert all((a, b) <= (c, d) for a, b, c, d in zip(s.code, s.ts, s.code[1:], s.ts[1:]))
+    _columnar_vs_scalar(code, ts, rng.normal(size=n), M5)
+
+
+def test_plan_orders_stored_rows_by_rank_and_time_with_their_running_totals() -> None:
+    st = WindowStore(sizes=[M5, H1], lateness_us=10 * MIN)
+    code = np.array([7, 3, 7, 9, 3, 7], dtype=np.int64)
+    ts = np.array([5, 1, 2, 3, 4, 2], dtype=np.int64) * MIN
+    value = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    rank = np.array([0, 2, 0, 1, 2, 0])  # metric 7 first, then 9, then 3
+    plan = st.plan(code, ts, value, rank)
+    assert code[plan.order].tolist() == [7, 7, 7, 9, 3, 3]
+    assert ts[plan.order].tolist() == sorted(ts[code == 7].tolist()) + [3 * MIN, MIN, 4 * MIN]
+    # Running totals follow the stored order: metric 7 at 2m counts both ties; at 5m it is
+    # in the next 5-minute window.
+    assert plan.running_count.tolist() == [2, 2, 1, 1, 1, 2]
+    assert plan.running_sum.tolist() == [36.0, 36.0, 1.0, 8.0, 2.0, 18.0]
+
+
 def test_running_totals_include_ties_and_prior_state() -> None:
     code = np.array([1, 1, 1, 2, 1], dtype=np.int64)
     ts = np.array([10, 20, 20, 20, 30], dtype=np.int64)
