@@ -293,6 +293,19 @@ def _sorted(ranks: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return order
 
 
+def _union(sorted_keys: Sequence[np.ndarray]) -> np.ndarray:
+    """The sorted union of sorted unique arrays. A stable sort (timsort) of their
+    concatenation merges the sorted runs; repeated ``np.union1d`` would sort again per run."""
+    merged = np.sort(np.concatenate(sorted_keys), kind="stable")
+    if len(merged) < 2:
+        return merged
+    keep = np.empty(len(merged), bool)
+    keep[0] = True
+    np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+    result: np.ndarray = merged[keep]
+    return result
+
+
 class SeriesIndex:
     """Rows grouped by metric, each metric's in ``time_column`` order (see the module
     docstring): the hot ``metrics`` samples, or closed window states."""
@@ -401,9 +414,7 @@ class SeriesIndex:
         return True
 
     def _merge(self, runs: Sequence[_Run]) -> _Run | None:
-        keys = runs[0].keys
-        for run in runs[1:]:
-            keys = np.union1d(keys, run.keys)
+        keys = _union([run.keys for run in runs])
         ranks = np.concatenate([run.ranks(keys) for run in runs])
         table = pa.concat_tables([run.table for run in runs], promote_options="default")
         ts = np.concatenate([_timestamps(run.table, self._time) for run in runs])

@@ -212,3 +212,18 @@ def test_bounded_aggregates_count_their_search_keys_in_the_index_size() -> None:
     before = index.nbytes
     assert _counts(index, 50) == {"a": 25, "b": 25}
     assert index.nbytes >= before + 8 * 100
+
+
+def test_runs_with_overlapping_metrics_merge_short_and_long_ids_alike() -> None:
+    long_a, long_b = "a" * 70, "b" * 90  # past the fixed width: kept as Python strings
+    index = SeriesIndex(max_runs=64)
+    index.append(_rows(["m2", "m1", "m2"], [1, 2, 3]))
+    index.append(_rows(["m3", "m1"], [4, 5]))
+    index.append(_rows([long_b, "m2", long_a], [6, 7, 8]))
+    index.append(_rows(["m1", long_b], [9, 10]))
+    assert index.runs == 4
+    while index.compact(force=True):
+        pass
+    assert index.runs == 1
+    expected = {"m1": [2, 5, 9], "m2": [1, 3, 7], "m3": [4], long_a: [8], long_b: [6, 10]}
+    assert {m: _stamps(index, m) for m in expected} == expected
