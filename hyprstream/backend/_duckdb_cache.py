@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import queue
 import re
@@ -27,6 +28,7 @@ import adbc_driver_duckdb
 import adbc_driver_manager
 import adbc_driver_manager.dbapi as adbc_dbapi
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -128,6 +130,19 @@ class QueryShape:
 
     schema: pa.Schema
     parameter_count: int
+
+
+def _by_label(rows: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Window rows split by their ``window`` label: slices when each label's rows are
+    together (as the service writes them), filtered copies otherwise."""
+    labels = rows["window"].combine_chunks().dictionary_encode()
+    codes = labels.indices.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.diff(codes)) + 1
+    bounds = [0, *starts.tolist(), len(codes)]
+    names = labels.dictionary.to_pylist()
+    if len(bounds) - 1 == len(names):  # one run per label
+        return [(names[codes[a]], rows.slice(a, b - a)) for a, b in itertools.pairwise(bounds)]
+    return [(name, rows.filter(pa.array(codes == i))) for i, name in enumerate(names)]
 
 
 class DuckDBHotCache:
@@ -475,11 +490,10 @@ class DuckDBHotCache:
         if indexes is None or not closed_rows.num_rows:
             return
         try:
-            labels = closed_rows["window"]
-            for label in pc.unique(labels).to_pylist():
+            for label, rows in _by_label(closed_rows):
                 index = indexes.get(label)
                 if index is not None:
-                    index.append(closed_rows.filter(pc.equal(labels, label)))
+                    index.append(rows)
                     if index.runs > 8:  # window states are few: keep lookups to a few runs
                         index.compact()
         except Exception as exc:

@@ -286,7 +286,10 @@ def _run(table: pa.Table, ranks: np.ndarray, keys: np.ndarray, ts: np.ndarray) -
 def _sorted(ranks: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """The order of rows by (rank, timestamp); ranks first stably sorted (cheap when the
     input is made of sorted runs), then fully sorted only if timestamps went backwards."""
-    order = np.argsort(ranks, kind="stable")
+    if len(ranks) and int(ranks.max()) < 1 << 16:
+        order = np.argsort(ranks.astype(np.uint16), kind="stable")  # a radix sort
+    else:
+        order = np.argsort(ranks, kind="stable")
     r, t = ranks[order], ts[order]
     if len(order) > 1 and bool(np.any((r[1:] == r[:-1]) & (t[1:] < t[:-1]))):
         order = np.lexsort((ts, ranks))

@@ -561,7 +561,8 @@ class Hyprstream:
             }
         )
         open_rows = self._window_rows(opened, self._metrics.names_array())
-        closed_rows = self._window_rows(self._closed, self._metrics.names_array())
+        closed, by_metric = _by_metric(self._closed, self._metrics.names_array())
+        closed_rows = self._window_rows(closed, self._metrics.names_array(), order=by_metric)
         evictions = [(size.label, cutoff) for size, cutoff in self._evict.items()]
         cache = self.cache
         # The window index changes here, under the lock; DuckDB's tables in ``write``.
@@ -586,31 +587,41 @@ class Hyprstream:
         blocks: Sequence[tuple[WindowSize, int, StateColumns, np.ndarray | None]],
         names: pa.StringArray,
         schema: pa.Schema = WINDOW_STORE_SCHEMA,
+        *,
+        order: np.ndarray | None = None,
     ) -> pa.Table:
         """The stored form of window states: ``schema``'s columns (``WINDOW_STORE_SCHEMA``
-        or some of them), one row per state of each block."""
+        or some of them), one row per state of each block, in ``order`` if given (positions
+        into the blocks' rows, one after the other)."""
         if not blocks:
             return schema.empty_table()
         lengths = [len(b) for _, _, b, _ in blocks]
 
+        def ordered(values: np.ndarray) -> np.ndarray:
+            return values if order is None else values[order]
+
         def cat(name: str) -> np.ndarray:
-            return np.concatenate([getattr(b, name) for _, _, b, _ in blocks])
+            return ordered(np.concatenate([getattr(b, name) for _, _, b, _ in blocks]))
 
         def starts() -> np.ndarray:
-            return np.repeat(np.array([s for _, s, _, _ in blocks], dtype=np.int64), lengths)
+            per_block = np.array([s for _, s, _, _ in blocks], dtype=np.int64)
+            return ordered(np.repeat(per_block, lengths))
 
         def sizes() -> np.ndarray:
-            return np.repeat(np.array([z.micros for z, _, _, _ in blocks], dtype=np.int64), lengths)
+            per_block = np.array([z.micros for z, _, _, _ in blocks], dtype=np.int64)
+            return ordered(np.repeat(per_block, lengths))
 
         def labels() -> pa.Array:
             return pa.DictionaryArray.from_arrays(
-                pa.array(np.repeat(np.arange(len(blocks), dtype=np.int32), lengths)),
+                pa.array(ordered(np.repeat(np.arange(len(blocks), dtype=np.int32), lengths))),
                 pa.array([z.label for z, _, _, _ in blocks], pa.utf8()),
             ).cast(pa.utf8())
 
         def quantile(j: int) -> pa.Array:
-            values = np.concatenate(
-                [q[:, j] if q is not None else np.full(len(b), np.nan) for _, _, b, q in blocks]
+            values = ordered(
+                np.concatenate(
+                    [q[:, j] if q is not None else np.full(len(b), np.nan) for _, _, b, q in blocks]
+                )
             )
             return pa.array(values, pa.float64(), mask=np.isnan(values))
 
@@ -1061,6 +1072,31 @@ def _storage_marks(marks: Sequence[tuple[str, int, int]], *, written_us: int) ->
         [columns.get(f.name, pa.nulls(n, f.type)) for f in WINDOW_STORE_SCHEMA],
         schema=WINDOW_STORE_SCHEMA,
     )
+
+
+def _by_metric(
+    blocks: Sequence[tuple[WindowSize, int, StateColumns, np.ndarray | None]],
+    names: pa.StringArray,
+) -> tuple[list[tuple[WindowSize, int, StateColumns, np.ndarray | None]], np.ndarray]:
+    """``blocks`` sorted by size and start, and the order of their rows by (size, metric id
+    in text order, start): the order the window index keeps, so it need not sort them."""
+    ordered = sorted(blocks, key=lambda block: (block[0], block[1]))
+    if not ordered:
+        return ordered, np.zeros(0, np.int64)
+    lengths = [len(b) for _, _, b, _ in ordered]
+    codes = np.concatenate([b.code for _, _, b, _ in ordered])
+    present = np.zeros(len(names), bool)
+    present[codes] = True
+    used = np.flatnonzero(present)
+    by_text = pc.sort_indices(names.take(pa.array(used))).to_numpy()
+    rank = np.empty(len(names), np.int64)
+    rank[used[by_text]] = np.arange(len(used))
+    size_numbers = {size: i for i, size in enumerate(dict.fromkeys(z for z, _, _, _ in ordered))}
+    size_of_row = np.repeat([size_numbers[z] for z, _, _, _ in ordered], lengths)
+    key = size_of_row * len(used) + rank[codes]
+    if int(key.max()) < 1 << 16:
+        return ordered, np.argsort(key.astype(np.uint16), kind="stable")  # a radix sort
+    return ordered, np.argsort(key, kind="stable")
 
 
 def _resolved(result: IngestResult) -> Future[IngestResult]:
