@@ -56,11 +56,12 @@ def hash_strings(strings: pa.StringArray) -> np.ndarray:
 
 
 def text_key(strings: pa.StringArray) -> np.ndarray:
-    """The first 8 bytes of each string as a big-endian ``uint64`` (zero padded): sorting by
-    it puts strings in byte order by their first 8 bytes.
+    """The first 16 bytes of each string as two big-endian ``uint64`` words (zero padded),
+    shape ``(n, 2)``: sorting by them (first word, then second) puts strings in byte order
+    by their first 16 bytes.
 
-    That is all the hot cache needs (rows of one id together, ids in nearly text order, for
-    zone maps), at a fraction of the cost of a string sort.
+    That is all the hot cache needs (rows of one id together, ids in text order but for
+    ids sharing 16 bytes, for zone maps), at a fraction of the cost of a string sort.
     """
     n = len(strings)
     offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[
@@ -69,12 +70,12 @@ def text_key(strings: pa.StringArray) -> np.ndarray:
     data_buf = strings.buffers()[2]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else None
     if n == 0 or data is None or not len(data):
-        return np.zeros(n, np.uint64)
-    column = np.arange(8, dtype=np.int32)
+        return np.zeros((n, 2), np.uint64)
+    column = np.arange(16, dtype=np.int32)
     at = np.minimum(offsets[:-1, None] + column, len(data) - 1)
     prefix = np.where(column < np.diff(offsets)[:, None], data[at], 0).astype(np.uint8)
-    key: np.ndarray = prefix.view(">u8").reshape(n).astype(np.uint64)
-    return key
+    words: np.ndarray = prefix.view(">u8").reshape(n, 2).astype(np.uint64)
+    return words
 
 
 #: How many ids :meth:`MetricDictionary.code` remembers.
@@ -88,7 +89,7 @@ class MetricDictionary:
         self._names: pa.StringArray = pa.array([], pa.utf8())
         self._hashes = np.zeros(0, np.uint64)  # sorted
         self._hash_codes = np.zeros(0, np.int64)  # code of each sorted hash
-        self._text_keys = np.zeros(0, np.uint64)  # text_key of each code
+        self._text_keys = np.zeros((0, 2), np.uint64)  # text_key of each code
         self._collided: dict[str, int] = {}  # ids whose hash another id already has
         self._asked: dict[str, int] = {}  # ids :meth:`code` found, at most _ASKED
 
@@ -105,11 +106,11 @@ class MetricDictionary:
         return codes, new
 
     def encode_ranked(self, ids: pa.Array) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """Like :meth:`encode`, plus each row's :func:`text_key` (``uint64``).
+        """Like :meth:`encode`, plus each row's rank of its id in text order within the batch
+        (by the first 16 bytes, see :func:`text_key`).
 
-        Storing a batch ordered by that key keeps each id's rows together *and* the ids in
-        nearly text order, so that per-segment min/max statistics on the id column can
-        prune scans.
+        Storing a batch ordered by that rank keeps each id's rows together *and* in text
+        order, so that per-segment min/max statistics on the id column can prune scans.
         """
         encoded = ids.dictionary_encode()
         uniques = encoded.dictionary
@@ -127,14 +128,19 @@ class MetricDictionary:
                     new.append(name)
                 mapping[i] = code
         indices = encoded.indices.to_numpy(zero_copy_only=False)
+        # Text keys are kept per code, so only ids new to the dictionary are read here.
         committed = len(self._names)
-        unique_keys = self._text_keys[np.minimum(mapping, committed - 1)] if committed else None
         fresh = np.flatnonzero(mapping >= committed)
-        if unique_keys is None:
-            unique_keys = text_key(uniques)
-        elif len(fresh):
-            unique_keys[fresh] = text_key(uniques.take(pa.array(fresh)))
-        return mapping[indices], new, unique_keys[indices]
+        if len(fresh) == len(mapping):
+            words = text_key(uniques)
+        else:
+            words = self._text_keys[np.minimum(mapping, committed - 1)]
+            if len(fresh):
+                words[fresh] = text_key(uniques.take(pa.array(fresh)))
+        by_text = np.lexsort((words[:, 1], words[:, 0]))
+        rank_of_unique = np.empty(len(uniques), dtype=np.int64)
+        rank_of_unique[by_text] = np.arange(len(uniques), dtype=np.int64)
+        return mapping[indices], new, rank_of_unique[indices]
 
     def _lookup(self, uniques: pa.StringArray) -> np.ndarray:
         """Codes of distinct ids, -1 where unknown (or known only through the side table)."""

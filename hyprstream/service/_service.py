@@ -434,8 +434,7 @@ class Hyprstream:
                 if name not in self._labels
             ]
             codes, new_ids, rank = self._metrics.encode_ranked(sample.metric_id)
-            # Stored in (nearly) metric_id text order within the batch, so scans can skip
-            # segments.
+            # Stored in metric_id text order within the batch, so scans can skip segments.
             plan = self.store.plan(codes, sample.timestamp_us, sample.value, rank)
             if new_labels:
                 # Schema changes are not rolled back if the write then fails: an unused

@@ -195,6 +195,7 @@ class WindowStore:
 
         ``rank`` (optional: a sort key per row, the same for every row of a metric) sets the
         order of metrics in ``IngestPlan.order``; by default they are ordered by code.
+        The windows keep code order whatever the rank.
         """
         n = len(code)
         wm = self.watermark

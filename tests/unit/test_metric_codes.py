@@ -72,16 +72,17 @@ def test_hash_is_deterministic_and_sensitive() -> None:
     assert hash_strings(sliced)[0] == a[0]
 
 
-def test_text_key_orders_like_a_string_sort_on_the_first_8_bytes() -> None:
+def test_text_key_orders_like_a_string_sort_on_the_first_16_bytes() -> None:
     from hyprstream.model._codes import text_key
 
     rng = np.random.default_rng(4)
     words = ["".join(rng.choice(list("abcAB09._-é"), rng.integers(1, 24))) for _ in range(500)]
     arr = pa.array(words).slice(3)  # an offset into the buffers, too
-    order = np.argsort(text_key(arr), kind="stable").tolist()
-    got = [words[3 + i].encode()[:8] for i in order]
-    assert got == sorted(w.encode()[:8] for w in words[3:])
-    assert text_key(pa.array([], pa.utf8())).tolist() == []
+    key = text_key(arr)
+    order = np.lexsort((key[:, 1], key[:, 0])).tolist()
+    got = [words[3 + i].encode()[:16] for i in order]
+    assert got == sorted(w.encode()[:16] for w in words[3:])
+    assert text_key(pa.array([], pa.utf8())).shape == (0, 2)
 
 
 def test_code_of_one_id_committed_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,3 +97,17 @@ def test_code_of_one_id_committed_or_not(monkeypatch: pytest.MonkeyPatch) -> Non
     _, new = c.encode(pa.array(["x", "y", "z"]))
     c.commit(new)
     assert [c.code(n) for n in ("z", "y", "x", "w")] == [2, 1, 0, None]
+
+
+def test_a_planned_batch_is_stored_in_exact_text_order_of_ids_up_to_16_bytes() -> None:
+    from hyprstream.windows import WindowStore
+
+    d = MetricDictionary()
+    d.commit(["host0001.cpu10", "host0000.cpu99"])  # known ids get their key from the dictionary
+    rng = np.random.default_rng(9)
+    ids = [f"host{h:04d}.cpu{c:02d}" for h in rng.integers(0, 3, 300) for c in rng.integers(0, 40, 1)]
+    codes, _, rank = d.encode_ranked(pa.array(ids))
+    ts = np.arange(len(ids), dtype=np.int64)
+    plan = WindowStore().plan(codes, ts, np.ones(len(ids)), rank)
+    stored = [ids[i] for i in plan.order]
+    assert stored == sorted(ids)  # sharing 8 bytes, told apart by the next 8
