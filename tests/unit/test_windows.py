@@ -164,7 +164,8 @@ def test_upsert_into_a_block_that_has_every_metric_and_into_one_that_has_some() 
         merged = upsert(a, b)
         assert merged.code.tolist() == full.code.tolist()
         assert merged.count.tolist() == full.count.tolist()
-        assert np.allclose(merged.sum, full.sum) and np.allclose(merged.m2, full.m2)
+        assert np.allclose(merged.sum, full.sum)
+        assert np.allclose(merged.m2, full.m2)
         assert merged.first_ts.tolist() == full.first_ts.tolist()
         assert merged.last_value.tolist() == full.last_value.tolist()
         for name, column in before.items():  # the block readers may hold is unchanged
@@ -179,7 +180,8 @@ def test_time_ordered_batches_with_codes_past_16_bits_sort_by_code_then_time() -
     s = sort_samples(code, ts, rng.normal(size=n))
     assert s.code.tolist() == sorted(code.tolist())
     assert s.ts.tolist() == [int(t) for t in ts[s.order]]
-    assert all((a, b) <= (c, d) for a, b, c, d in zip(s.code, s.ts, s.code[1:], s.ts[1:]))
+    pairs = list(zip(s.code.tolist(), s.ts.tolist(), strict=True))
+    assert pairs == sorted(pairs)
     _columnar_vs_scalar(code, ts, rng.normal(size=n), M5)
 
 
@@ -191,7 +193,7 @@ def test_plan_orders_stored_rows_by_rank_and_time_with_their_running_totals() ->
     rank = np.array([0, 2, 0, 1, 2, 0])  # metric 7 first, then 9, then 3
     plan = st.plan(code, ts, value, rank)
     assert code[plan.order].tolist() == [7, 7, 7, 9, 3, 3]
-    assert ts[plan.order].tolist() == sorted(ts[code == 7].tolist()) + [3 * MIN, MIN, 4 * MIN]
+    assert ts[plan.order].tolist() == [*sorted(ts[code == 7].tolist()), 3 * MIN, MIN, 4 * MIN]
     # Running totals follow the stored order: metric 7 at 2m counts both ties; at 5m it is
     # in the next 5-minute window.
     assert plan.running_count.tolist() == [2, 2, 1, 1, 1, 2]
