@@ -171,12 +171,28 @@ def _boundaries(change: np.ndarray) -> np.ndarray:
 
 
 def _segments(s: SortedSamples, size: WindowSize) -> tuple[np.ndarray, np.ndarray]:
-    """Run starts of equal (code, window start), and each row's window start."""
+    """Run starts of equal (code, window start), and each run's window start.
+
+    A size that a size already segmented divides is segmented from those runs (each of its
+    runs is a union of theirs), not from every row again.
+    """
     cached = s.segments.get(size.micros)
     if cached is None:
-        starts = window_start(s.ts, size)
-        change = (s.code[1:] != s.code[:-1]) | (starts[1:] != starts[:-1])
-        cached = s.segments[size.micros] = (_boundaries(change), starts)
+        finer = [w for w in s.segments if w < size.micros and size.micros % w == 0]
+        if not len(s):
+            cached = (np.zeros(0, np.intp), np.zeros(0, _I64))
+        elif finer:
+            finer_seg, finer_starts = s.segments[max(finer)]
+            starts = window_start(finer_starts, size)
+            heads = s.code[finer_seg]
+            keep = _boundaries((heads[1:] != heads[:-1]) | (starts[1:] != starts[:-1]))
+            cached = (finer_seg[keep], starts[keep])
+        else:
+            row_starts = window_start(s.ts, size)
+            change = (s.code[1:] != s.code[:-1]) | (row_starts[1:] != row_starts[:-1])
+            seg = _boundaries(change)
+            cached = (seg, row_starts[seg])
+        s.segments[size.micros] = cached
     return cached
 
 
@@ -222,7 +238,7 @@ def partials(s: SortedSamples, size: WindowSize) -> Partials:
         last_ts=s.ts[ends - 1],
         last_value=s.tie_max[last_tie],
     )
-    return Partials(start=starts[seg], states=states, width=size.micros)
+    return Partials(start=starts, states=states, width=size.micros)
 
 
 def rollup(p: Partials, size: WindowSize) -> Partials:
@@ -413,7 +429,7 @@ def running_totals(
     prior_count = np.zeros(len(seg), _I64)
     prior_sum = np.zeros(len(seg), _F64)
     seg_code = s.code[seg]
-    seg_startv = starts[seg]
+    seg_startv = starts
     for start, group in by_window(seg_startv, size.micros):
         block = prior.get(start)
         if block is None or len(block) == 0:

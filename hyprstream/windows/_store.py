@@ -353,7 +353,7 @@ class WindowStore:
             ends = np.append(seg[1:], len(s))
             seg_code = s.code[seg]
             parts = []
-            for start, group in by_window(starts[seg], size.micros):
+            for start, group in by_window(starts, size.micros):
                 if isinstance(group, slice):  # one window: every row, in order
                     offsets = np.append(seg, len(s))
                     parts.append((start, Sketches.of_runs(seg_code, offsets, keys)))

@@ -325,3 +325,20 @@ def test_rollup_equals_aggregating_the_samples() -> None:
             assert np.allclose(block.m2, other.m2, rtol=1e-6, atol=1e-6)
             for name in ("min", "max", "first_ts", "last_ts", "last_value"):
                 assert getattr(block, name).tolist() == getattr(other, name).tolist(), name
+
+
+def test_segments_of_a_larger_size_derived_from_a_divisor_match_those_from_rows() -> None:
+    from hyprstream.windows._columnar import _segments
+
+    rng = np.random.default_rng(12)
+    code = rng.integers(0, 30, 3_000)
+    ts = rng.integers(-3 * 86_400_000_000, 3 * 86_400_000_000, 3_000)
+    sizes = [WindowSize.parse(t) for t in ("90s", "5m", "30m", "1h", "1d", "7m")]
+    derived = sort_samples(code, ts, rng.normal(size=3_000))
+    for size in sizes:  # later sizes find earlier divisors in the cache
+        seg, starts = _segments(derived, size)
+        fresh = sort_samples(code, ts, derived.value[np.argsort(derived.order)])
+        fresh_seg, fresh_starts = _segments(fresh, size)  # from the rows: nothing cached
+        assert seg.tolist() == fresh_seg.tolist(), size
+        assert starts.tolist() == fresh_starts.tolist(), size
+        assert starts.tolist() == window_start(derived.ts[seg], size).tolist()
