@@ -560,12 +560,25 @@ class Hyprstream:
             }
         )
         open_rows = self._window_rows(opened, self._metrics.names_array())
-        closed, by_metric = _by_metric(self._closed, self._metrics.names_array())
-        closed_rows = self._window_rows(closed, self._metrics.names_array(), order=by_metric)
+        # One table per size, its rows in the window index's order: each index keeps only
+        # its own size's rows (a slice of a shared table would keep every size's buffers).
+        names = self._metrics.names_array()
+        by_size: dict[WindowSize, list[tuple[WindowSize, int, StateColumns, np.ndarray | None]]]
+        by_size = {}
+        for closed_window in self._closed:
+            by_size.setdefault(closed_window[0], []).append(closed_window)
+        closed_tables = []
+        for _, blocks in sorted(by_size.items()):
+            ordered, order = _by_metric(blocks, names)
+            closed_tables.append(self._window_rows(ordered, names, order=order))
+        closed_rows = (
+            pa.concat_tables(closed_tables) if closed_tables else self._window_rows([], names)
+        )
         evictions = [(size.label, cutoff) for size, cutoff in self._evict.items()]
         cache = self.cache
         # The window index changes here, under the lock; DuckDB's tables in ``write``.
-        cache.index_windows(closed_rows)
+        for table in closed_tables:
+            cache.index_windows(table)
         for size, cutoff in self._evict.items():
             cache.evict_window_index(size.label, cutoff - size.micros + 1)
 
@@ -1093,6 +1106,8 @@ def _by_metric(
     size_numbers = {size: i for i, size in enumerate(dict.fromkeys(z for z, _, _, _ in ordered))}
     size_of_row = np.repeat([size_numbers[z] for z, _, _, _ in ordered], lengths)
     key = size_of_row * len(used) + rank[codes]
+    if not len(key):
+        return ordered, key
     if int(key.max()) < 1 << 16:
         return ordered, np.argsort(key.astype(np.uint16), kind="stable")  # a radix sort
     return ordered, np.argsort(key, kind="stable")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from hyprstream.app import Node, start
@@ -366,6 +367,20 @@ def test_window_lookups_see_open_closed_and_evicted_windows(windowed: Node) -> N
     assert counts[bucket] == before.get(bucket, 0) + 1
     service._prepare_read()
     assert after.to_pylist() == service.cache.query(sql).to_pylist()
+
+
+def test_each_window_index_holds_only_its_own_sizes_rows(windowed: Node) -> None:
+    service = windowed.service
+    service.query("SELECT 1")  # flushes the closed windows into the index
+    indexes = service.cache._window_index
+    assert indexes is not None
+    held = {label: index._runs for label, index in indexes.items() if index.runs}
+    assert {"5m", "30m", "1h"} <= set(held)
+    for label, runs in held.items():
+        for run in runs:
+            assert pc.all(pc.equal(run.table["window"], label)).as_py()
+            # Buffers of the run's own rows only, not of a table shared with other sizes.
+            assert run.table.get_total_buffer_size() <= 2 * run.table.nbytes + 4096, label
 
 
 @pytest.mark.parametrize(
