@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import logging
 import queue
 import re
@@ -28,7 +27,6 @@ import adbc_driver_duckdb
 import adbc_driver_manager
 import adbc_driver_manager.dbapi as adbc_dbapi
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -133,15 +131,14 @@ class QueryShape:
 
 
 def _by_label(rows: pa.Table) -> list[tuple[str, pa.Table]]:
-    """Window rows split by their ``window`` label: slices when each label's rows are
-    together (as the service writes them), filtered copies otherwise."""
+    """Window rows split by their ``window`` label: the table itself when it holds one
+    label (as the service writes them), filtered copies otherwise. Never slices: an index
+    keeping a slice would keep the buffers of every other label's rows too."""
     labels = rows["window"].combine_chunks().dictionary_encode()
-    codes = labels.indices.to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(np.diff(codes)) + 1
-    bounds = [0, *starts.tolist(), len(codes)]
     names = labels.dictionary.to_pylist()
-    if len(bounds) - 1 == len(names):  # one run per label
-        return [(names[codes[a]], rows.slice(a, b - a)) for a, b in itertools.pairwise(bounds)]
+    if len(names) == 1:
+        return [(names[0], rows)]
+    codes = labels.indices.to_numpy(zero_copy_only=False)
     return [(name, rows.filter(pa.array(codes == i))) for i, name in enumerate(names)]
 
 

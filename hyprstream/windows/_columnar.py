@@ -181,7 +181,7 @@ def _segments(s: SortedSamples, size: WindowSize) -> tuple[np.ndarray, np.ndarra
         finer = [w for w in s.segments if w < size.micros and size.micros % w == 0]
         if not len(s):
             cached = (np.zeros(0, np.intp), np.zeros(0, _I64))
-        elif finer:
+        elif finer:  # the coarsest of them has the fewest runs
             finer_seg, finer_starts = s.segments[max(finer)]
             starts = window_start(finer_starts, size)
             heads = s.code[finer_seg]
@@ -199,7 +199,7 @@ def _segments(s: SortedSamples, size: WindowSize) -> tuple[np.ndarray, np.ndarra
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Partials:
     """Partial states of one batch for one window size, one row per (metric, window start),
-    ordered by metric (in the batch's sort order) and then by window start."""
+    ordered by metric code and then by window start."""
 
     start: np.ndarray
     states: StateColumns
@@ -429,8 +429,7 @@ def running_totals(
     prior_count = np.zeros(len(seg), _I64)
     prior_sum = np.zeros(len(seg), _F64)
     seg_code = s.code[seg]
-    seg_startv = starts
-    for start, group in by_window(seg_startv, size.micros):
+    for start, group in by_window(starts, size.micros):
         block = prior.get(start)
         if block is None or len(block) == 0:
             continue

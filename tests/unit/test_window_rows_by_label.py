@@ -14,13 +14,17 @@ def _rows(labels: list[str]) -> pa.Table:
     return pa.table({"window": labels, "n": list(range(len(labels)))})
 
 
-def test_rows_grouped_by_label_are_sliced_in_place() -> None:
-    parts = _by_label(_rows(["5m", "5m", "1h", "1d", "1d"]))
-    assert [(label, t["n"].to_pylist()) for label, t in parts] == [
-        ("5m", [0, 1]),
-        ("1h", [2]),
-        ("1d", [3, 4]),
-    ]
+def test_rows_of_one_label_are_kept_as_they_are() -> None:
+    rows = _rows(["1d", "1d"])
+    assert _by_label(rows) == [("1d", rows)]
+
+
+def test_rows_of_several_labels_are_copied_not_sliced() -> None:
+    rows = _rows(["5m"] * 1000 + ["1d"])
+    parts = dict(_by_label(rows))
+    assert parts["1d"]["n"].to_pylist() == [1000]
+    # The 1d part does not keep the 5m rows' buffers alive.
+    assert parts["1d"].get_total_buffer_size() < rows.get_total_buffer_size() // 10
 
 
 def test_interleaved_labels_are_filtered_in_row_order() -> None:
