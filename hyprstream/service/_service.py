@@ -1204,10 +1204,13 @@ def _grouped_rows(groups: Groups, lookup: GroupedLookup, schema: pa.Schema) -> p
     if lookup.order:
         ranks: list[np.ndarray] = []
         for position, descending, nulls_first in reversed(lookup.order):  # lexsort: last first
-            if position is None:
+            key = None if position is None else values[position]
+            if key is None:
                 rank = np.arange(count)  # metric ids are already in order
+            elif key.dtype.kind in "if":  # finite numbers (checked above) order as they are
+                rank = key
             else:
-                rank = np.unique(values[position], return_inverse=True)[1].reshape(-1)
+                rank = np.unique(key, return_inverse=True)[1].reshape(-1)
             ranks.append(-rank if descending else rank)
             if position is not None and arrays[position].null_count:
                 null = np.asarray(arrays[position].is_null().to_numpy(zero_copy_only=False))
