@@ -44,7 +44,7 @@ from hyprstream.backend._types import confine, duckdb_type
 from hyprstream.backend._types import quote_identifier as _quote
 from hyprstream.backend._watchdog import Watchdog
 from hyprstream.errors import ConfigError, InvalidQuery, Unavailable
-from hyprstream.model import METRIC_ID, RUNNING_COUNT, TIMESTAMP, metrics_schema
+from hyprstream.model import INSTANT_COLUMNS, METRIC_ID, RUNNING_COUNT, TIMESTAMP, metrics_schema
 
 __all__ = [
     "AdbcBackend",
@@ -257,6 +257,21 @@ def _with_instants(table: pa.Table, names: Sequence[str]) -> pa.Table:
         if name in table.column_names:
             index = table.schema.get_field_index(name)
             table = table.set_column(index, name, _instants(table[name]))
+    return table
+
+
+def _text_instants_back(table: pa.Table) -> pa.Table:
+    """A SQLite result with the instant columns of hyprstream's tables (by name) that came
+    back as the ISO text SQLite holds turned into instants again; a column of that name
+    holding other text (a client's own table) stays text."""
+    for name in table.column_names:
+        column = table[name]
+        if name.lower() in INSTANT_COLUMNS and pa.types.is_string(column.type):
+            try:
+                instants = _instants(column)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            table = table.set_column(table.schema.get_field_index(name), name, instants)
     return table
 
 
@@ -688,7 +703,10 @@ class AdbcBackend:
         with self._translate(
             "run the query", refused="query", refusals=(adbc_dbapi.ProgrammingError,)
         ):
-            return self._select(sql, params)
+            table = self._select(sql, params)
+        if self._spec.dialect == "sqlite":
+            table = _text_instants_back(table)
+        return table
 
     def execute(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int:
         """Run an update or DDL statement in its own transaction; rows affected or -1."""

@@ -6,6 +6,7 @@ Pure: imports pyarrow and numpy only; no I/O, no clock.
 from hyprstream.model._codes import MetricDictionary
 from hyprstream.model._schema import (
     CORE_COLUMNS,
+    INSTANT_COLUMNS,
     METRIC_ID,
     METRIC_ID_MAX_BYTES,
     RESERVED_COLUMNS,
@@ -23,6 +24,7 @@ from hyprstream.model._validate import SampleBatch, normalise_label_type, valida
 
 __all__ = [
     "CORE_COLUMNS",
+    "INSTANT_COLUMNS",
     "METRIC_ID",
     "METRIC_ID_MAX_BYTES",
     "RESERVED_COLUMNS",

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 __all__ = [
     "CORE_COLUMNS",
+    "INSTANT_COLUMNS",
     "METRIC_ID",
     "METRIC_ID_MAX_BYTES",
     "RESERVED_COLUMNS",
@@ -53,6 +54,11 @@ CORE_COLUMNS: tuple[pa.Field, ...] = (
     pa.field(RUNNING_SUM, pa.float64()),
     pa.field(RUNNING_AVG, pa.float64()),
     pa.field(RUNNING_COUNT, pa.int64()),
+)
+
+#: The columns of hyprstream's own tables (samples, windows, batch ids) that hold instants.
+INSTANT_COLUMNS = frozenset(
+    {TIMESTAMP, "window_start", "window_end", "first_timestamp", "last_timestamp", "committed_at"}
 )
 
 #: Names a client may not use for label columns (DM-5).

@@ -24,6 +24,7 @@ import sqlglot
 from sqlglot import exp
 
 from hyprstream.errors import InvalidQuery
+from hyprstream.model import INSTANT_COLUMNS
 
 __all__ = [
     "Aggregate",
@@ -670,15 +671,23 @@ def forbidden_functions(sql: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def to_backend_sql(sql: str, dialect: str) -> str:
+def to_backend_sql(sql: str, dialect: str, now_us: int | None = None) -> str:
     """``sql`` (DuckDB's dialect) in the backend's dialect, placeholders numbered ``$1, $2``
-    for PostgreSQL (what its ADBC driver binds)."""
+    for PostgreSQL (what its ADBC driver binds).
+
+    SQLite has no instant type: hyprstream's instants are ISO text there (see
+    :func:`sqlite_instant`). Instants compared with them (``NOW() - INTERVAL ...``, casts,
+    and text literals compared with an instant column) become such text, evaluated at
+    ``now_us``, so that comparing text compares instants.
+    """
     if dialect == "duckdb":
         return sql
     try:
         tree = _parsed(sql)
     except sqlglot.errors.ParseError as exc:
         raise InvalidQuery(f"cannot parse the query: {exc}") from None
+    if dialect == "sqlite" and now_us is not None:
+        tree = tree.transform(functools.partial(_sqlite_instants, now_us=now_us))
     if dialect == "postgres":
         counter = iter(range(1, 1_000_000))
         tree = tree.transform(
@@ -690,6 +699,68 @@ def to_backend_sql(sql: str, dialect: str) -> str:
         return tree.sql(dialect=dialect)
     except sqlglot.errors.UnsupportedError as exc:
         raise InvalidQuery(f"the query cannot be translated for the backend: {exc}") from None
+
+
+_COMPARISONS = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.NEQ)
+
+
+def sqlite_instant(micros: int) -> str:
+    """An instant as a SQLite backend holds it: ISO text in UTC, to the microsecond (what
+    its ADBC driver writes for ``timestamp[us, tz=UTC]``); text order is time order."""
+    moment = _EPOCH + dt.timedelta(microseconds=micros)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def instant_outputs(sql: str, dialect: str) -> frozenset[str]:
+    """Names of the result columns of ``sql`` that are instant columns of hyprstream's
+    tables, bare or under MIN/MAX, whatever their alias, as a backend of ``dialect`` names
+    them (for backends that return instants as text)."""
+    try:
+        tree = _parsed(sql)
+    except sqlglot.errors.ParseError:
+        return frozenset()
+    if not isinstance(tree, exp.Select):
+        return frozenset()
+    names = set()
+    for projection in tree.expressions:
+        inner = projection.unalias()
+        if isinstance(inner, exp.Min | exp.Max):
+            inner = inner.this
+        if isinstance(inner, exp.Column) and inner.name.lower() in INSTANT_COLUMNS:
+            unnamed = projection.unalias() is projection and not isinstance(projection, exp.Column)
+            names.add(projection.sql(dialect=dialect) if unnamed else projection.alias_or_name)
+    return frozenset(names)
+
+
+def _sqlite_instants(node: exp.Expression, now_us: int) -> exp.Expression:
+    if isinstance(node, _COMPARISONS):
+        for key, other in (("this", node.expression), ("expression", node.this)):
+            folded = _stored_instant(node.args[key], other, now_us)
+            if folded is not None:
+                node.set(key, folded)
+    elif isinstance(node, exp.Between):
+        for key in ("low", "high"):
+            folded = _stored_instant(node.args[key], node.this, now_us)
+            if folded is not None:
+                node.set(key, folded)
+    return node
+
+
+def _stored_instant(
+    node: exp.Expression, other: exp.Expression, now_us: int
+) -> exp.Expression | None:
+    """``node`` as SQLite instant text if it is an instant: a time expression, or a text
+    literal compared with an instant column (elsewhere text stays text)."""
+    if isinstance(node, exp.Column):
+        return None
+    if isinstance(node, exp.Literal):
+        compared_with_instant = (
+            isinstance(other, exp.Column) and other.name.lower() in INSTANT_COLUMNS
+        )
+        if not (node.is_string and compared_with_instant):
+            return None
+    value = _evaluate(node, now_us)
+    return None if value is None else exp.Literal.string(sqlite_instant(value))
 
 
 def _date_bin_origin(node: exp.Expression) -> exp.Expression:

@@ -76,6 +76,7 @@ from hyprstream.service._routing import (
     analyse,
     forbidden_functions,
     grouped_lookup,
+    instant_outputs,
     series_lookup,
     to_backend_sql,
 )
@@ -708,8 +709,11 @@ class Hyprstream:
                 f"no table named {', '.join(sorted(unknown))} in hyprstream or its backend"
             )
         _refuse_forbidden(sql)
-        backend_sql = to_backend_sql(sql, self.backend.dialect)
-        return self.results.query(backend_sql, params, reads)
+        backend_sql = to_backend_sql(sql, self.backend.dialect, self._clock_us())
+        result = self.results.query(backend_sql, params, reads)
+        if self.backend.dialect == "sqlite":  # instants come back as the text SQLite holds
+            result = _instants_from_text(result, instant_outputs(sql, "sqlite"))
+        return result
 
     def _backend_tables(self) -> set[str]:
         names = self._backend_table_names
@@ -900,7 +904,9 @@ class Hyprstream:
         if statement.kind != "update":
             raise InvalidQuery("this is a query, not an update; run it as a query")
         _refuse_forbidden(sql)
-        count = self.backend.execute(to_backend_sql(sql, self.backend.dialect), params)
+        count = self.backend.execute(
+            to_backend_sql(sql, self.backend.dialect, self._clock_us()), params
+        )
         for table in statement.tables:
             self.results.invalidate(table)
         self._backend_table_names = None
@@ -1111,6 +1117,19 @@ def _by_metric(
     if int(key.max()) < 1 << 16:
         return ordered, np.argsort(key.astype(np.uint16), kind="stable")  # a radix sort
     return ordered, np.argsort(key, kind="stable")
+
+
+def _instants_from_text(table: pa.Table, names: frozenset[str]) -> pa.Table:
+    """``table`` with the text columns among ``names`` read as UTC instants, where they all
+    are ISO text (else left as they are)."""
+    for i, field in enumerate(table.schema):
+        if field.name in names and pa.types.is_string(field.type):
+            try:
+                instants = table.column(i).cast(pa.timestamp("us")).cast(TIMESTAMP_TYPE)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            table = table.set_column(i, field.name, instants)
+    return table
 
 
 def _resolved(result: IngestResult) -> Future[IngestResult]:

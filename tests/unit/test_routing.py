@@ -12,7 +12,9 @@ from hyprstream.service._routing import (
     analyse,
     forbidden_functions,
     grouped_lookup,
+    instant_outputs,
     series_lookup,
+    sqlite_instant,
     to_backend_sql,
 )
 
@@ -106,6 +108,36 @@ def test_postgres_translation_numbers_placeholders_and_aligns_time_buckets() -> 
     assert "?" not in sql
     assert "DATE_BIN" in sql.upper()
     assert to_backend_sql("SELECT 1 WHERE ? = 1", "duckdb") == "SELECT 1 WHERE ? = 1"
+
+
+def test_sqlite_translation_writes_instants_as_the_text_sqlite_holds() -> None:
+    now = 1_700_000_000_123_456  # 2023-11-14T22:13:20.123456Z
+    sql = to_backend_sql(
+        "SELECT value FROM metrics WHERE timestamp >= NOW() - INTERVAL '1 hour' "
+        "AND window_start BETWEEN '2023-11-14 00:00:00+01' AND TIMESTAMP '2023-11-15 00:00:00' "
+        "AND metric_id <> '2023-11-14' AND '2023-11-14 22:00:00' < last_timestamp",
+        "sqlite",
+        now,
+    )
+    assert "'2023-11-14T21:13:20.123456'" in sql  # NOW() - 1 hour, evaluated
+    assert "'2023-11-13T23:00:00.000000'" in sql  # the offset taken into account
+    assert "'2023-11-15T00:00:00.000000'" in sql
+    assert "'2023-11-14T22:00:00.000000' < last_timestamp" in sql
+    assert "metric_id <> '2023-11-14'" in sql  # not an instant column: text stays text
+    assert "NOW" not in sql.upper()
+    assert "INTERVAL" not in sql.upper()
+    assert sqlite_instant(0) == "1970-01-01T00:00:00.000000"
+
+
+def test_instant_outputs_are_found_under_aliases_and_min_max() -> None:
+    sql = (
+        "SELECT metric_id, min(timestamp) AS first_seen, max(window_end), timestamp AS t, "
+        "count(*) AS n, avg(value) FROM metrics GROUP BY metric_id, timestamp"
+    )
+    # SQLite names an unnamed column by its text, as sent to it.
+    assert instant_outputs(sql, "sqlite") == {"first_seen", "MAX(window_end)", "t"}
+    assert instant_outputs("SELEC broken", "sqlite") == frozenset()
+    assert instant_outputs("INSERT INTO t VALUES (1)", "sqlite") == frozenset()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,113 @@
+"""BE-2: read-through on a SQLite backend, which holds instants as ISO text.
+
+Queries over samples the hot cache no longer holds go to SQLite. Instants in their
+conditions are written as the text SQLite holds (so comparing text compares instants), and
+instant columns come back as ``timestamp[us, tz=UTC]``, as from the hot cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import adbc_driver_sqlite.dbapi as sqlite
+import pyarrow as pa
+import pytest
+
+from hyprstream.app import Node, start
+from hyprstream.config import load_config
+from hyprstream.model import TIMESTAMP_TYPE
+from tests.integration.conftest import put, query
+
+pytestmark = pytest.mark.integration
+
+MINUTE_US = 60_000_000
+HOUR_US = 60 * MINUTE_US
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[Node, Path, list[int]]]:
+    backend = tmp_path / "backend.sqlite"
+    flags = {
+        "port": 0,
+        "data_dir": str(tmp_path / "data"),
+        "engine": "adbc",
+        "engine_connection": f"sqlite://{backend}",
+        "cache_max_duration": "2h",
+    }
+    n = start(load_config(flags=flags))
+    now = time.time_ns() // 1000
+    old = [now - 5 * HOUR_US + m * MINUTE_US + 123 for m in range(3)]  # hot no longer
+    try:
+        put(n.port, _samples(old, [1.0, 2.0, 3.0]))
+        put(n.port, _samples([now], [4.0]))  # the eviction check runs at ingest
+        time.sleep(0.3)
+        yield n, backend, old
+    finally:
+        n.shutdown()
+
+
+def _samples(stamps: list[int], values: list[float]) -> pa.Table:
+    return pa.table(
+        {
+            "metric_id": ["m"] * len(stamps),
+            "timestamp": pa.array(stamps, TIMESTAMP_TYPE),
+            "value": values,
+        }
+    )
+
+
+def _text(micros: int) -> str:
+    """An instant as a client writes it in DuckDB's dialect (a space, an offset)."""
+    moment = dt.datetime.fromtimestamp(micros / 1e6, dt.UTC)
+    return moment.isoformat(sep=" ", timespec="microseconds")
+
+
+def test_interval_arithmetic_reads_through_with_instants_typed(
+    node: tuple[Node, Path, list[int]],
+) -> None:
+    n, _, old = node
+    got = query(
+        n.port,
+        "SELECT timestamp, value FROM metrics WHERE timestamp >= NOW() - INTERVAL '6 hours' "
+        "ORDER BY timestamp",
+    )
+    assert got.schema.field("timestamp").type == TIMESTAMP_TYPE
+    assert got["value"].to_pylist() == [1.0, 2.0, 3.0, 4.0]
+    assert got["timestamp"].cast(pa.int64()).to_pylist()[:3] == old
+
+
+def test_a_text_instant_cuts_between_samples_of_the_same_day(
+    node: tuple[Node, Path, list[int]],
+) -> None:
+    # As text, '2026-01-01 10:00' sorts before '2026-01-01T09:00' (a space before 'T'): the
+    # literal must be compared as an instant, not as the text it is written in.
+    n, _, old = node
+    got = query(
+        n.port,
+        f"SELECT value FROM metrics WHERE timestamp > '{_text(old[1])}' "
+        f"AND timestamp < TIMESTAMP '{_text(old[2] + 1)}' ORDER BY value",
+    )
+    assert got["value"].to_pylist() == [3.0]
+
+
+def test_aggregated_and_aliased_instants_come_back_typed(
+    node: tuple[Node, Path, list[int]],
+) -> None:
+    n, _, old = node
+    got = query(n.port, "SELECT count(*) AS c, min(timestamp) AS first_seen FROM metrics")
+    assert got.schema.field("first_seen").type == TIMESTAMP_TYPE
+    assert got.to_pylist()[0]["c"] == 4
+    assert got["first_seen"].cast(pa.int64()).to_pylist() == [old[0]]
+
+
+def test_text_that_is_not_an_instant_stays_text(node: tuple[Node, Path, list[int]]) -> None:
+    n, backend, _ = node
+    with sqlite.connect(str(backend)) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE notes (timestamp TEXT)")
+        cur.execute("INSERT INTO notes VALUES ('yesterday')")
+        conn.commit()
+    got = query(n.port, "SELECT timestamp FROM notes")
+    assert got.to_pylist() == [{"timestamp": "yesterday"}]
