@@ -670,7 +670,6 @@ def forbidden_functions(sql: str) -> list[str]:
     return sorted(names)
 
 
-@functools.lru_cache(maxsize=4096)
 def to_backend_sql(sql: str, dialect: str, now_us: int | None = None) -> str:
     """``sql`` (DuckDB's dialect) in the backend's dialect, placeholders numbered ``$1, $2``
     for PostgreSQL (what its ADBC driver binds).
@@ -678,8 +677,20 @@ def to_backend_sql(sql: str, dialect: str, now_us: int | None = None) -> str:
     SQLite has no instant type: hyprstream's instants are ISO text there (see
     :func:`sqlite_instant`). Instants compared with them (``NOW() - INTERVAL ...``, casts,
     and text literals compared with an instant column) become such text, evaluated at
-    ``now_us``, so that comparing text compares instants.
+    ``now_us``, so that comparing text compares instants. Other translations do not depend
+    on the time and are remembered.
     """
+    if dialect == "sqlite" and now_us is not None:
+        return _translated(sql, dialect, now_us)
+    return _translated_once(sql, dialect)
+
+
+@functools.lru_cache(maxsize=4096)
+def _translated_once(sql: str, dialect: str) -> str:
+    return _translated(sql, dialect, None)
+
+
+def _translated(sql: str, dialect: str, now_us: int | None) -> str:
     if dialect == "duckdb":
         return sql
     try:
