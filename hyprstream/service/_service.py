@@ -713,6 +713,7 @@ class Hyprstream:
         result = self.results.query(backend_sql, params, reads)
         if self.backend.dialect == "sqlite":  # instants come back as the text SQLite holds
             result = _instants_from_text(result, instant_outputs(sql, "sqlite"))
+            result = _label_types(result, self._labels)  # and integers as int64
         return result
 
     def _backend_tables(self) -> set[str]:
@@ -1129,6 +1130,19 @@ def _instants_from_text(table: pa.Table, names: frozenset[str]) -> pa.Table:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
             table = table.set_column(i, field.name, instants)
+    return table
+
+
+def _label_types(table: pa.Table, labels: dict[str, pa.DataType]) -> pa.Table:
+    """``table`` with columns named like labels cast back to the labels' types where that
+    keeps every value (SQLite gives its integers back as int64, whatever was stored)."""
+    for i, field in enumerate(table.schema):
+        want = labels.get(field.name)
+        if want is not None and field.type != want:
+            try:
+                table = table.set_column(i, field.name, table.column(i).cast(want, safe=True))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
     return table
 
 

@@ -103,6 +103,15 @@ def test_aggregated_and_aliased_instants_come_back_typed(
     assert got["first_seen"].cast(pa.int64()).to_pylist() == [old[0]]
 
 
+def test_labels_come_back_with_their_own_types(node: tuple[Node, Path, list[int]]) -> None:
+    n, _, old = node
+    labelled = _samples([old[0] + 1], [9.0]).append_column("shard", pa.array([7], pa.int32()))
+    put(n.port, labelled)  # late: stored raw, and older than the hot horizon
+    got = query(n.port, "SELECT shard, value FROM metrics WHERE shard IS NOT NULL")
+    assert got.schema.field("shard").type == pa.int32()
+    assert got.to_pylist() == [{"shard": 7, "value": 9.0}]
+
+
 def test_text_that_is_not_an_instant_stays_text(node: tuple[Node, Path, list[int]]) -> None:
     n, backend, _ = node
     with sqlite.connect(str(backend)) as conn, conn.cursor() as cur:
