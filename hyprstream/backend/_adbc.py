@@ -44,7 +44,7 @@ from hyprstream.backend._types import confine, duckdb_type
 from hyprstream.backend._types import quote_identifier as _quote
 from hyprstream.backend._watchdog import Watchdog
 from hyprstream.errors import ConfigError, InvalidQuery, Unavailable
-from hyprstream.model import INSTANT_COLUMNS, METRIC_ID, RUNNING_COUNT, TIMESTAMP, metrics_schema
+from hyprstream.model import METRIC_ID, RUNNING_COUNT, TIMESTAMP, as_instants, metrics_schema
 
 __all__ = [
     "AdbcBackend",
@@ -241,37 +241,12 @@ def _open_database(settings: ConnectionSettings) -> adbc_driver_manager.AdbcData
     return module.connect(uri, db_kwargs=kwargs or None)  # type: ignore[no-any-return]
 
 
-def _instants(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Stored instants as ``timestamp[us, tz=UTC]``: drivers without a timestamp type
-    (SQLite) give back the ISO text they stored, in UTC."""
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        column = column.cast(pa.timestamp("us"))
-    if pa.types.is_timestamp(column.type) and column.type.tz is None:
-        column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
-    return column.cast(pa.timestamp("us", tz="UTC"))
-
-
 def _with_instants(table: pa.Table, names: Sequence[str]) -> pa.Table:
     """``table`` with the instants among ``names`` as ``timestamp[us, tz=UTC]``."""
     for name in names:
         if name in table.column_names:
             index = table.schema.get_field_index(name)
-            table = table.set_column(index, name, _instants(table[name]))
-    return table
-
-
-def _text_instants_back(table: pa.Table) -> pa.Table:
-    """A SQLite result with the instant columns of hyprstream's tables (by name) that came
-    back as the ISO text SQLite holds turned into instants again; a column of that name
-    holding other text (a client's own table) stays text."""
-    for name in table.column_names:
-        column = table[name]
-        if name.lower() in INSTANT_COLUMNS and pa.types.is_string(column.type):
-            try:
-                instants = _instants(column)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
-            table = table.set_column(table.schema.get_field_index(name), name, instants)
+            table = table.set_column(index, name, as_instants(table[name]))
     return table
 
 
@@ -627,7 +602,7 @@ class AdbcBackend:
 
     def _select_instant(self, sql: str) -> int | None:
         """The timestamp that ``sql`` selects, in microseconds (None for NULL)."""
-        column = _instants(self._select(sql).column(0))
+        column = as_instants(self._select(sql).column(0))
         value = column.cast(pa.int64())[0].as_py()
         return None if value is None else int(value)
 
@@ -703,10 +678,7 @@ class AdbcBackend:
         with self._translate(
             "run the query", refused="query", refusals=(adbc_dbapi.ProgrammingError,)
         ):
-            table = self._select(sql, params)
-        if self._spec.dialect == "sqlite":
-            table = _text_instants_back(table)
-        return table
+            return self._select(sql, params)
 
     def execute(self, sql: str, params: pa.RecordBatch | Sequence[Any] | None = None) -> int:
         """Run an update or DDL statement in its own transaction; rows affected or -1."""

@@ -18,6 +18,7 @@ from hyprstream.model._schema import (
     TIMESTAMP_MIN_US,
     TIMESTAMP_TYPE,
     VALUE,
+    as_instants,
     metrics_schema,
 )
 from hyprstream.model._validate import SampleBatch, normalise_label_type, validate_batch
@@ -38,6 +39,7 @@ __all__ = [
     "VALUE",
     "MetricDictionary",
     "SampleBatch",
+    "as_instants",
     "metrics_schema",
     "normalise_label_type",
     "validate_batch",

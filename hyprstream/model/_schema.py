@@ -26,6 +26,7 @@ __all__ = [
     "TIMESTAMP_MIN_US",
     "TIMESTAMP_TYPE",
     "VALUE",
+    "as_instants",
     "metrics_schema",
 ]
 
@@ -68,3 +69,14 @@ RESERVED_COLUMNS = frozenset(f.name for f in CORE_COLUMNS)
 def metrics_schema(labels: Iterable[pa.Field] = ()) -> pa.Schema:
     """The schema of the ``metrics`` table: the core columns, then labels in first-seen order."""
     return pa.schema([*CORE_COLUMNS, *labels])
+
+
+def as_instants(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Instants as ``timestamp[us, tz=UTC]``, from any timestamp type or from the ISO text
+    in UTC that stores without a timestamp type (SQLite) hold; raises ``ArrowInvalid`` for
+    text that is not an instant."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = column.cast(pa.timestamp("us"))
+    if pa.types.is_timestamp(column.type) and column.type.tz is None:
+        column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+    return column.cast(TIMESTAMP_TYPE)

@@ -54,6 +54,7 @@ from hyprstream.cachepolicy import CachePolicy
 from hyprstream.errors import InvalidInput, InvalidQuery, NotFound, PermissionDenied, Unsupported
 from hyprstream.flightsql._metadata import Catalog, ColumnInfo, TableInfo
 from hyprstream.model import (
+    INSTANT_COLUMNS,
     METRIC_ID,
     RUNNING_AVG,
     RUNNING_COUNT,
@@ -65,6 +66,7 @@ from hyprstream.model import (
     VALUE,
     MetricDictionary,
     SampleBatch,
+    as_instants,
     metrics_schema,
     validate_batch,
 )
@@ -712,7 +714,8 @@ class Hyprstream:
         backend_sql = to_backend_sql(sql, self.backend.dialect, self._clock_us())
         result = self.results.query(backend_sql, params, reads)
         if self.backend.dialect == "sqlite":  # instants come back as the text SQLite holds
-            result = _instants_from_text(result, instant_outputs(sql, "sqlite"))
+            named = {n for n in result.column_names if n.lower() in INSTANT_COLUMNS}
+            result = _instants_from_text(result, instant_outputs(sql, "sqlite") | named)
             result = _label_types(result, self._labels)  # and integers as int64
         return result
 
@@ -1122,11 +1125,11 @@ def _by_metric(
 
 def _instants_from_text(table: pa.Table, names: frozenset[str]) -> pa.Table:
     """``table`` with the text columns among ``names`` read as UTC instants, where they all
-    are ISO text (else left as they are)."""
+    are ISO text (else left as they are: a client's own text column of such a name)."""
     for i, field in enumerate(table.schema):
         if field.name in names and pa.types.is_string(field.type):
             try:
-                instants = table.column(i).cast(pa.timestamp("us")).cast(TIMESTAMP_TYPE)
+                instants = as_instants(table.column(i))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
             table = table.set_column(i, field.name, instants)
