@@ -283,7 +283,7 @@ class Hyprstream:
             # merged again (they are whole), older ones as the backend committed them (only
             # sizes kept longer than the rebuild horizon have any still kept, BE-8).
             labels = [s.label for s in self.store.sizes]
-            backend_rows = _stored_windows(stored, labels, None)
+            backend_rows = _stored_windows(stored, labels)
             rebuilt: list[tuple[WindowSize, int, StateColumns, np.ndarray | None]] = []
             for size, start, block, quantiles in self.store.close_due().closed:
                 if open_since is None or start < open_since:
@@ -765,14 +765,12 @@ class Hyprstream:
     ) -> pa.Table | None:
         """``sql`` (bound for the hot cache) answered from the series index (CACHE-11), or
         None to ask DuckDB."""
-        metric_id = None
-        if lookup.bucket_us is not None:
-            metric_id = lookup.metric_id if lookup.metric_id is not None else _text(params)
-            if metric_id is None:
-                return None
-        if parameter_count != (
-            1 if lookup.bucket_us is not None and lookup.metric_id is None else 0
-        ):
+        # Bucketed lookups are over one metric, named in the query or by its one parameter.
+        by_parameter = lookup.bucket_us is not None and lookup.metric_id is None
+        if parameter_count != int(by_parameter):
+            return None
+        metric_id = _text(params) if by_parameter else lookup.metric_id
+        if lookup.bucket_us is not None and metric_id is None:
             return None
         bound = lookup.lower_bound(self._clock_us())
         if lookup.bound is not None and bound is None:
@@ -1033,12 +1031,10 @@ def _read_stored_windows(
     return stored, marks, lateness
 
 
-def _stored_windows(
-    tables: Sequence[pa.Table], labels: Sequence[str], before_us: int | None
-) -> pa.Table:
+def _stored_windows(tables: Sequence[pa.Table], labels: Sequence[str]) -> pa.Table:
     """Closed windows as the backend gave them back, in ``WINDOW_STORE_SCHEMA`` (drivers
-    differ in time zone names and units): those of the configured sizes ``labels`` starting
-    before ``before_us``, each window once. A window the backend holds twice (committed,
+    differ in time zone names and units): those of the configured sizes ``labels``, each
+    window once. A window the backend holds twice (committed,
     reopened by a longer allowed lateness, committed again) keeps its larger count: a
     window only ever gains samples."""
     if not tables:
@@ -1047,9 +1043,6 @@ def _stored_windows(
         [t.select(WINDOW_STORE_SCHEMA.names).cast(WINDOW_STORE_SCHEMA) for t in tables]
     )
     table = table.filter(pc.is_in(table["window"], pa.array(labels, pa.utf8())))
-    if before_us is not None:
-        starts = table["window_start"].cast(pa.int64())
-        table = table.filter(pc.less(starts, before_us))
     if table.num_rows < 2:
         return table
     order = pc.sort_indices(
