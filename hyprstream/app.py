@@ -112,6 +112,12 @@ class Node:
         self.server.shutdown()
         self.service.close()
 
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
 
 def _read(path: Path, what: str) -> bytes:
     try:

@@ -62,35 +62,26 @@ def test_windows_survive_restarts_as_retention_moves_across_the_rebuild_horizon(
 ) -> None:
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
     # Run 1: 5m windows kept 72 hours, so the backend keeps them as they close.
-    first = _node(data, config, "72h")
-    try:
+    with _node(data, config, "72h") as first:
         put(first.port, _samples("a", [150 - 7 * k for k in range(20)]))
         put(first.port, _samples("b", [0, 3]))
         before = first.service.query(WINDOWS)
-    finally:
-        first.shutdown()
     assert _closed_5m(before, NOW - 60 * MINUTE) >= 5  # the newest sample is NOW; lateness 1 h
     # Run 2: the default 6 hours: 5m windows are merged again from the samples, and the
     # stored copies of the same windows are not added to them.
-    second = _node(data, config, None)
-    try:
+    with _node(data, config, None) as second:
         assert second.service.query(WINDOWS).equals(before)
         put(second.port, _samples("c", [100, 90, 80]))  # closed already: late, stored raw
         # Stream time moves on half an hour: more 5m windows close, and are not stored.
         put(second.port, _samples("a", [1, -30]))
         middle = second.service.query(WINDOWS)
-    finally:
-        second.shutdown()
     # 5m windows ending in (NOW - 60 min, NOW - 30 min] were open in run 1, closed in run 2.
     closed_in_run_2 = _closed_5m(middle, NOW - 30 * MINUTE) - _closed_5m(middle, NOW - 60 * MINUTE)
     assert closed_in_run_2 > 0
     # Run 3: 72 hours again. Windows that closed while run 2 did not store them are within
     # the span warm start reads, so nothing is missing.
-    third = _node(data, config, "72h")
-    try:
+    with _node(data, config, "72h") as third:
         assert third.service.query(WINDOWS).equals(middle)
-    finally:
-        third.shutdown()
 
 
 def test_windows_are_kept_when_retention_is_raised_past_the_rebuild_horizon(
@@ -100,12 +91,9 @@ def test_windows_are_kept_when_retention_is_raised_past_the_rebuild_horizon(
     # when their size went from rebuilt (48 h) to stored (72 h) across a restart.
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
     minutes_ago = list(range(60 * 60, -1, -5))  # 60 hours, one sample every 5 minutes
-    first = start(load_config(flags={"port": 0, "data_dir": str(data)}))
-    try:
+    with start(load_config(flags={"port": 0, "data_dir": str(data)})) as first:
         put(first.port, _samples("a", minutes_ago))
         before = first.service.query(WINDOWS)
-    finally:
-        first.shutdown()
     old_30m = [
         r
         for r in before.to_pylist()
@@ -115,11 +103,8 @@ def test_windows_are_kept_when_retention_is_raised_past_the_rebuild_horizon(
     longer = '[windows]\nretention = { "30m" = "72h", "1h" = "72h" }\n'
     shown = {_key(r): r for r in before.to_pylist()}
     for _ in range(2):  # the restart that starts storing them, and one after it
-        again = _start(data, config, longer)
-        try:
+        with _start(data, config, longer) as again:
             after = {_key(r): r for r in again.service.query(WINDOWS).to_pylist()}
-        finally:
-            again.shutdown()
         # Every window shown before is still there, the same; the only new ones are those
         # the longer retention keeps (they end more than 48 hours back).
         assert {k: after.get(k) for k in shown} == shown
@@ -147,52 +132,33 @@ def test_windows_survive_a_change_of_allowed_lateness(
             f'[windows]\nallowed_lateness = "{lateness}"\nretention = {{ "30m" = "72h" }}\n',
         )
 
-    n = node(first)
-    try:
+    with node(first) as n:
         put(n.port, _samples("a", list(range(80 * 60, 70 * 60 - 1, -10))))
-    finally:
-        n.shutdown()
-    n = node(then)
-    try:
+    with node(then) as n:
         for step in range(7):  # stream time moves on to NOW, ten hours at a time
             put(n.port, _samples("b", [70 * 60 - 10 - 600 * step]))
         put(n.port, _samples("b", [0]))
         middle = n.service.query(WINDOWS)
-    finally:
-        n.shutdown()
-    n = node(then)
-    try:
+    with node(then) as n:
         assert n.service.query(WINDOWS).equals(middle)
-    finally:
-        n.shutdown()
 
 
 def test_windows_of_a_size_no_longer_configured_are_not_shown(tmp_path: Path) -> None:
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
-    n = _node(data, config, None)
-    try:
+    with _node(data, config, None) as n:
         put(n.port, _samples("a", list(range(60 * 60, -1, -30))))  # closes 1d windows
         assert "1d" in n.service.query(WINDOWS)["window"].to_pylist()
-    finally:
-        n.shutdown()
-    n = _start(data, config, '[windows]\nsizes = ["5m", "30m", "1h"]\n')
-    try:
+    with _start(data, config, '[windows]\nsizes = ["5m", "30m", "1h"]\n') as n:
         assert set(n.service.query(WINDOWS)["window"].to_pylist()) == {"5m", "30m", "1h"}
-    finally:
-        n.shutdown()
 
 
 def test_the_window_index_takes_stored_and_rebuilt_windows_alike(tmp_path: Path) -> None:
     # Found by review: the embedded backend gives stored windows back with another time
     # zone name than rebuilt ones have, and merging the two turned the window index off.
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
-    n = _node(data, config, None)
-    try:
+    with _node(data, config, None) as n:
         put(n.port, _samples("a", list(range(60 * 60, -1, -5))))
-    finally:
-        n.shutdown()
-    n = _node(data, config, None)
-    try:
+    with _node(data, config, None) as n:
         for label in ("1d", "1h", "5m"):
             sql = f"SELECT window_start, count FROM metrics_{label} WHERE metric_id = 'a'"
             lookup = series_lookup(sql)
@@ -204,8 +170,6 @@ def test_the_window_index_takes_stored_and_rebuilt_windows_alike(tmp_path: Path)
                 n.service.cache.query(sql).to_pylist(), key=str
             )
         assert n.service.cache._window_index is not None
-    finally:
-        n.shutdown()
 
 
 def test_once_the_missing_windows_are_committed_restarts_read_the_usual_span(
@@ -215,11 +179,8 @@ def test_once_the_missing_windows_are_committed_restarts_read_the_usual_span(
     # restart read its whole retention of samples again, though the first one had committed
     # every window the backend lacked. That restart now marks the size as wholly stored.
     data, config = tmp_path / "data", tmp_path / "hyprstream.toml"
-    n = _node(data, config, None)
-    try:
+    with _node(data, config, None) as n:
         put(n.port, _samples("a", list(range(60 * 60, -1, -5))))
-    finally:
-        n.shutdown()
     n = _start(data, config, '[windows]\nretention = { "30m" = "30d" }\n')
     n.shutdown()
     con = duckdb.connect(str(data / "hyprstream.duckdb"), read_only=True)
@@ -250,19 +211,13 @@ def test_the_sqlite_driver_is_a_backend_that_a_restart_reads_back(tmp_path: Path
     samples = _samples("a", list(range(150, -1, -7)))
     samples = samples.append_column("host", pa.array([f"h{i % 2}" for i in range(len(samples))]))
     checks = ["SELECT * FROM metrics ORDER BY metric_id, timestamp", WINDOWS]
-    n = start(load_config(flags=flags))
-    try:
+    with start(load_config(flags=flags)) as n:
         assert "adbc_driver_sqlite" in n.service.backend.description
         put(n.port, samples)
         put(n.port, _samples("b", [200]))  # late: stored with NULL running columns
         before = [n.service.query(sql) for sql in checks]
-    finally:
-        n.shutdown()
-    n = start(load_config(flags=flags))
-    try:
+    with start(load_config(flags=flags)) as n:
         assert [n.service.query(sql) for sql in checks] == before
-    finally:
-        n.shutdown()
 
 
 def test_sizes_added_or_added_back_get_their_windows_from_the_samples(tmp_path: Path) -> None:
@@ -279,27 +234,19 @@ def test_sizes_added_or_added_back_get_their_windows_from_the_samples(tmp_path: 
         return [r["window_start"] for r in rows if r["window"] == label]
 
     stored_30m = '[windows]\nretention = { "30m" = "72h" }\n'
-    n = node(stored_30m)
-    try:
+    with node(stored_30m) as n:
         put(n.port, _samples("a", list(range(60 * 60, 30 * 60 - 1, -5))))  # 60 h to 30 h ago
         first = starts(n, "30m")
-    finally:
-        n.shutdown()
-    n = node('[windows]\nsizes = ["5m", "1h", "1d"]\n')  # 30m removed
-    try:
+    with node('[windows]\nsizes = ["5m", "1h", "1d"]\n') as n:  # 30m removed
         put(n.port, _samples("a", list(range(30 * 60 - 5, -1, -5))))  # the last 30 hours
-    finally:
-        n.shutdown()
     # 30m back, and a new size kept longer than warm start usually reads.
-    n = node(
+    added_back = (
         '[windows]\nsizes = ["5m", "30m", "1h", "2h", "1d"]\n'
         'retention = { "30m" = "72h", "2h" = "72h" }\n'
     )
-    try:
+    with node(added_back) as n:
         back = starts(n, "30m")
         new = starts(n, "2h")
-    finally:
-        n.shutdown()
 
     def windows_of(minutes: int) -> int:  # distinct windows the samples fall in
         size = minutes * 60
@@ -309,15 +256,9 @@ def test_sizes_added_or_added_back_get_their_windows_from_the_samples(tmp_path: 
     assert len(back) == windows_of(30)  # every half hour of the 60 hours
     assert len(new) == windows_of(120)
     # And the next restart finds them stored.
-    n = node(
-        '[windows]\nsizes = ["5m", "30m", "1h", "2h", "1d"]\n'
-        'retention = { "30m" = "72h", "2h" = "72h" }\n'
-    )
-    try:
+    with node(added_back) as n:
         assert starts(n, "30m") == back
         assert starts(n, "2h") == new
-    finally:
-        n.shutdown()
 
 
 def test_a_window_reopened_by_a_longer_lateness_is_stored_with_what_it_gained(
@@ -340,28 +281,16 @@ def test_a_window_reopened_by_a_longer_lateness_is_stored_with_what_it_gained(
         rows = n.service.query(WINDOWS).to_pylist()
         return [r for r in rows if r["metric_id"] == "b" and r["window"] == "30m"]
 
-    n = node("1h")
-    try:
+    with node("1h") as n:
         put(n.port, _samples("a", list(range(300, -1, -10))))
-    finally:
-        n.shutdown()
-    n = node("3h")  # reopens the windows of the last three hours
-    try:
+    with node("3h") as n:  # reopens the windows of the last three hours
         assert put(n.port, _samples("b", [80]))[0]["late"] == 0
-    finally:
-        n.shutdown()
-    n = node("1h")
-    try:
+    with node("1h") as n:
         shown = rows_of_b(n)
         assert len(shown) == 1
         put(n.port, _samples("a", [-25 * 60]))  # a day on: the window is past the rebuild
-    finally:
-        n.shutdown()
-    n = node("1h")
-    try:
+    with node("1h") as n:
         assert rows_of_b(n) == shown
-    finally:
-        n.shutdown()
 
 
 def test_a_shorter_lateness_keeps_the_windows_open_when_the_last_run_stopped(
@@ -394,15 +323,9 @@ def test_a_shorter_lateness_keeps_the_windows_open_when_the_last_run_stopped(
             "value": [1.0] * len(stamps),
         }
     )
-    n = node("20m")
-    try:
+    with node("20m") as n:
         put(n.port, samples)
         before = n.service.query(sql)
-    finally:
-        n.shutdown()
     for _ in range(2):  # the restart that closes them, and the one after
-        n = node("0m")
-        try:
+        with node("0m") as n:
             assert n.service.query(sql).equals(before)
-        finally:
-            n.shutdown()
