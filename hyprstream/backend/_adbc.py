@@ -607,13 +607,34 @@ class AdbcBackend:
         return None if value is None else int(value)
 
     def scan(self, since_us: int | None) -> Iterator[pa.RecordBatch]:
-        with self._translate("read stored samples"):
-            table = self._select_since(
-                f"SELECT * FROM {_quote(METRICS_TABLE)}",
-                f"{_quote(TIMESTAMP)} >=",
-                since_us,
-            )
-        yield from _with_instants(table, (TIMESTAMP,)).to_batches()
+        """The stored samples, streamed: memory holds one of the driver's batches at a time,
+        not the table (a restart may read many millions of rows)."""
+        sql = f"SELECT * FROM {_quote(METRICS_TABLE)}"
+        params = None
+        if since_us is not None:
+            sql = f"{sql} WHERE {_quote(TIMESTAMP)} >= {self._param}"
+            params = [_timestamp(since_us)]
+        what = "read stored samples"
+        # The connection is held until the last batch is read. A generator closed before its
+        # end discards it (the pool treats the GeneratorExit as a failure): a half-read
+        # result never goes back to the pool.
+        with contextlib.ExitStack() as held:
+            with self._translate(what):
+                conn = held.enter_context(self._pool.connection())
+                cur = held.enter_context(conn.cursor())
+                cur.execute(sql, params)
+                reader = cur.fetch_record_batch()
+            while True:
+                with self._translate(what):
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        break
+                if batch.num_rows:
+                    table = _with_instants(pa.Table.from_batches([batch]), (TIMESTAMP,))
+                    yield from table.to_batches()
+            with self._translate(what):
+                conn.commit()
 
     def scan_windows(self, since_end_us: int | None) -> Iterator[pa.RecordBatch]:
         with self._translate("read stored windows"):

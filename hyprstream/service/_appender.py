@@ -10,7 +10,8 @@ Once it has had nothing to do for ``idle_s``, the thread merges the series index
 (spec/cache.md, CACHE-11) and keeps ``metrics`` in its clustered order (CACHE-10): it
 rewrites the table if enough has changed, and new work arriving abandons that rewrite at once;
 under continuous load it rewrites only when the table has grown threefold since its last
-rewrite (later appends then wait for it).
+rewrite (later appends then wait for it). While :meth:`Appender.paused` is held (warm start
+submits the stored samples piece by piece) it does neither.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import functools
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TypeAlias
 
@@ -44,6 +45,8 @@ class Appender:
         self._idle_s = idle_s
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._last: Future[None] | None = None
+        self._pause_lock = threading.Lock()
+        self._pauses = 0
         self._thread = threading.Thread(target=self._run, name="hyprstream-append", daemon=True)
         self._thread.start()
 
@@ -66,6 +69,20 @@ class Appender:
         self._queue.put((work, future))
         return future
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No maintenance (index merges, rewrites of the table) while in the block, but what
+        appends need: for a caller about to submit much more (warm start), whose appends
+        would abandon or wait for it. It runs once the appender is idle again."""
+        with self._pause_lock:
+            self._pauses += 1
+        self._cache.interrupt_rewrite()
+        try:
+            yield
+        finally:
+            with self._pause_lock:
+                self._pauses -= 1
+
     def drain(self) -> None:
         """Wait until everything submitted so far is done (or has failed)."""
         last = self._last
@@ -86,9 +103,10 @@ class Appender:
             else:
                 try:
                     item = self._queue.get(timeout=self._idle_s)
-                except queue.Empty:  # idle (rows may also have come in around us: warm start)
-                    self._compact()
-                    self._rewrite(idle=True)
+                except queue.Empty:  # idle
+                    if not self._pauses:
+                        self._compact()
+                        self._rewrite(idle=True)
                     continue
             if item is None:
                 return
@@ -122,7 +140,8 @@ class Appender:
             else:
                 for _, f in group:
                     f.set_result(None)
-                self._rewrite(idle=False)
+                if not self._pauses:
+                    self._rewrite(idle=False)
 
     def _compact(self) -> None:
         """Merge the series index's runs while there is nothing else to do (CACHE-11)."""

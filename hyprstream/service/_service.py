@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +90,8 @@ log = logging.getLogger("hyprstream.service")
 
 #: Closed windows waiting for the queryable copy are flushed once this many accumulate.
 _MAX_PENDING_CLOSED = 256
+#: Samples read back at warm start are merged and cached in groups of at least this many.
+_WARM_ROWS = 1 << 20
 _HOUR_US = 3_600_000_000
 _MAX_BATCH_ID = 256
 #: Result shapes of hot queries kept, by query text (prepared statements ask on every run).
@@ -253,32 +255,11 @@ class Hyprstream:
             seen = {str(v) for t in stored for v in pc.unique(t["window"]).to_pylist()}
             open_since, new_marks = self._rebuild_span(marks, seen, lateness_before, stream_time)
             since = None if hot_since is None or open_since is None else min(hot_since, open_since)
-            loaded = 0
-            for batch in self.backend.scan(since):
-                if not batch.num_rows:
-                    continue
-                table = self._conform(pa.Table.from_batches([batch]))
-                hot = (
-                    table
-                    if hot_since is None
-                    else table.filter(
-                        pc.greater_equal(table[TIMESTAMP], pa.scalar(hot_since, TIMESTAMP_TYPE))
-                    )
-                )
-                if hot.num_rows:
-                    self.cache.append(hot)
-                    loaded += hot.num_rows
-                merged = table.filter(pc.is_valid(table[RUNNING_COUNT]))
-                if open_since is not None:
-                    merged = merged.filter(
-                        pc.greater_equal(merged[TIMESTAMP], pa.scalar(open_since, TIMESTAMP_TYPE))
-                    )
-                if merged.num_rows:
-                    codes, new = self._metrics.encode(merged[METRIC_ID].combine_chunks())
-                    self._metrics.commit(new)
-                    ts = merged[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
-                    values = merged[VALUE].combine_chunks().to_numpy()
-                    self.store.warm(codes, ts, values)
+            conformed = (
+                self._conform(pa.Table.from_batches([b])) for b in self.backend.scan(since)
+            )
+            with self._appender.paused():
+                loaded = self._load_samples(_gathered(conformed, _WARM_ROWS), hot_since, open_since)
             # Windows the watermark has passed: those that start at or after open_since as
             # merged again (they are whole), older ones as the backend committed them (only
             # sizes kept longer than the rebuild horizon have any still kept, BE-8).
@@ -337,6 +318,49 @@ class Hyprstream:
             elif oldest is not None:
                 self._oldest_sample = oldest
             return loaded
+
+    def _load_samples(
+        self, tables: Iterable[pa.Table], hot_since: int | None, open_since: int | None
+    ) -> int:
+        """Warm start's samples: those since ``hot_since`` (None: all) into the hot cache,
+        the on-time ones since ``open_since`` (None: none) into the windows. The appender
+        caches one table while the next is read and merged. Returns the samples cached."""
+        loaded = 0
+        appended: Future[None] | None = None
+        try:
+            for table in tables:
+                hot = (
+                    table
+                    if hot_since is None
+                    else table.filter(
+                        pc.greater_equal(table[TIMESTAMP], pa.scalar(hot_since, TIMESTAMP_TYPE))
+                    )
+                )
+                if hot.num_rows:
+                    if appended is not None:
+                        appended.result()  # one table in flight: memory stays bounded
+                    appended = self._appender.submit(hot)
+                    loaded += hot.num_rows
+                if open_since is None:
+                    continue
+                merged = table.filter(
+                    pc.and_(
+                        pc.is_valid(table[RUNNING_COUNT]),
+                        pc.greater_equal(table[TIMESTAMP], pa.scalar(open_since, TIMESTAMP_TYPE)),
+                    )
+                )
+                if merged.num_rows:
+                    codes, new = self._metrics.encode(merged[METRIC_ID].combine_chunks())
+                    self._metrics.commit(new)
+                    ts = merged[TIMESTAMP].combine_chunks().cast(pa.int64()).to_numpy()
+                    values = merged[VALUE].combine_chunks().to_numpy()
+                    self.store.warm(codes, ts, values)
+        finally:
+            if appended is not None:
+                self._appender.drain()
+        if appended is not None:
+            appended.result()
+        return loaded
 
     def _rebuild_span(
         self,
@@ -1140,6 +1164,24 @@ def _label_types(table: pa.Table, labels: dict[str, pa.DataType]) -> pa.Table:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
     return table
+
+
+def _gathered(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """``tables`` (of one schema) joined into tables of at least ``rows`` rows, but the last;
+    empty ones are left out. Backends stream in batches of their own size (DuckDB's are
+    2,048 rows), and each batch the hot cache appends costs a commit and an index run."""
+    group: list[pa.Table] = []
+    count = 0
+    for table in tables:
+        if not table.num_rows:
+            continue
+        group.append(table)
+        count += table.num_rows
+        if count >= rows:
+            yield pa.concat_tables(group)
+            group, count = [], 0
+    if group:
+        yield pa.concat_tables(group)
 
 
 def _resolved(result: IngestResult) -> Future[IngestResult]:

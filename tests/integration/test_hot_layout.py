@@ -225,3 +225,30 @@ def test_the_series_index_is_compacted_in_idle_time(cache: DuckDBHotCache) -> No
         assert got.to_pylist() == expected.to_pylist()
     finally:
         appender.close()
+
+
+def test_a_paused_appender_appends_but_leaves_maintenance_until_it_resumes(
+    cache: DuckDBHotCache,
+) -> None:
+    # Warm start appends millions of rows through the appender in pieces: a rewrite of the
+    # table or a merge of the index between two pieces would be abandoned or waited for.
+    appender = Appender(cache, idle_s=0.02)
+    try:
+        with appender.paused():
+            for seed in range(4):
+                appender.submit(batch(3_000, 20, 70 + seed, END_US - 24 * HOUR_US, END_US)).result(
+                    timeout=30
+                )
+            time.sleep(0.5)  # idle for 25 idle periods
+            index = cache._series
+            assert index is not None
+            assert index.runs > 1
+            assert cache.rewrite_wanted(idle=True)
+            assert cache.query("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 12_000}]
+        deadline = time.monotonic() + 30
+        while (cache.rewrite_wanted(idle=True) or index.runs > 1) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not cache.rewrite_wanted(idle=True)
+        assert index.runs == 1
+    finally:
+        appender.close()
