@@ -340,16 +340,26 @@ class DuckDBHotCache:
             self._series = None
 
     def compact_series(self) -> bool:
-        """One compaction step of the series index (CACHE-11); whether it merged runs."""
-        merged = False
+        """One compaction step of the series index (CACHE-11); whether it merged runs.
 
-        def step(index: SeriesIndex) -> None:
-            nonlocal merged
-            merged = index.compact()
-
+        The merge is computed without the samples lock, so appends and evictions go on
+        meanwhile (a step over millions of rows takes a second or more); it is installed
+        under the lock, unless the runs it merged changed in the meantime."""
+        index = self._series
+        if index is None:
+            return False
+        try:
+            planned = index.plan_compaction(background=True)
+        except Exception as exc:
+            with self._samples_lock:
+                if self._series is index:
+                    log.error("the series index failed and is turned off: %s", exc)
+                    self._series = None
+            return False
+        if planned is None:
+            return False
         with self._samples_lock:
-            self._index(step)
-        return merged
+            return self._series is index and index.install(planned)
 
     def series(self, metric_id: str, since_us: int | None = None) -> pa.Table | None:
         """The hot rows of ``metric_id`` at or after ``since_us`` (None: all) in timestamp
@@ -380,12 +390,16 @@ class DuckDBHotCache:
             floor=self._rewrite_floor,
         )
 
-    def rewrite_samples(self, *, idle: bool, force: bool = False) -> bool:
+    def rewrite_samples(
+        self, *, idle: bool, force: bool = False, still_idle: Callable[[], bool] | None = None
+    ) -> bool:
         """Rewrite ``metrics`` in its clustered order when it is due: samples older than the
         recent span sorted by (metric_id, timestamp), then the recent ones by timestamp.
 
         An ``idle`` rewrite is abandoned (and changes nothing) when :meth:`interrupt_rewrite`
-        is called, as the appender does when new work arrives. Returns whether it rewrote.
+        is called, as the appender does when new work arrives. ``still_idle`` is asked once
+        the rewrite can be interrupted, before it starts: work that arrived earlier (whose
+        interruption came too soon to count) stops it there. Returns whether it rewrote.
         """
         if not force and not self.rewrite_wanted(idle=idle):
             return False
@@ -401,13 +415,20 @@ class DuckDBHotCache:
             with self._rewrite_state:
                 self._rewriting = idle and not force
                 self._abandoned = False
+            if self._rewriting and still_idle is not None and not still_idle():
+                with self._rewrite_state:
+                    self._rewriting = False
+                return False
             try:
                 with self._clusterer.cursor() as c:
                     # An explicit transaction, begun under the lock (so it sees every append),
                     # lets a rewrite interrupted at any point be rolled back whole.
                     c.execute("BEGIN TRANSACTION")
                     try:
-                        c.execute(sql)
+                        with self._rewrite_state:
+                            abandoned = self._abandoned  # a cancel now would come too soon
+                        if not abandoned:
+                            c.execute(sql)
                         with self._rewrite_state:
                             self._rewriting = False
                             abandoned = self._abandoned

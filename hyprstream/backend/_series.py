@@ -12,8 +12,11 @@ merges, in one k-way merge, the longest suffix of runs in which each run is at m
 ``merge_factor`` times as large as all the runs after it together, so sizes stay geometric:
 O(log n) runs and each row merged O(log n) times. Merging sorted runs is a stable sort of
 their metric ranks (ascending sequences: numpy's timsort merges them), then one ``take`` of
-the fixed-width columns. The hot cache compacts when its writer is idle; ``append`` compacts
-only once more than ``max_runs`` runs have piled up, so bursts of ingest pay little. Runs of
+the fixed-width columns. The hot cache compacts on a thread of its own when its writer is
+idle: ``plan_compaction`` computes a merge from the runs as they are, without changing the
+index, and ``install`` puts it in under the writer's lock if its runs are all still there.
+``append`` compacts only once more than ``max_runs`` runs have piled up (twice as many while
+a merge is planned aside), so bursts of ingest pay little. Runs of
 ``max_run_rows`` rows or more are not merged again, which bounds the cost of one compaction;
 lookups then visit one run per ``max_run_rows`` rows.
 
@@ -28,8 +31,9 @@ Aggregates (``aggregate``, ``bucket_groups``) answer grouped and bucketed lookup
 metric's rows at or after an instant are a suffix of its rows in a run, so one binary search
 per run finds them all, and numpy's ``reduceat`` sums, counts and bounds the segments.
 
-Not thread-safe for writers (the hot cache serialises them); readers may run concurrently
-with a writer: a lookup works on the immutable tuple of runs it read first.
+Not thread-safe for writers (the hot cache serialises them; ``plan_compaction`` only reads);
+readers may run concurrently with a writer: a lookup works on the immutable tuple of runs it
+read first.
 
 Pure: pyarrow and numpy only; no clock, no threads, no I/O.
 """
@@ -309,6 +313,15 @@ def _union(sorted_keys: Sequence[np.ndarray]) -> np.ndarray:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """A merge of some of an index's runs (``runs``) into one (``merged``; None when every
+    row of them was evicted), computed but not yet installed."""
+
+    runs: tuple[_Run, ...]
+    merged: _Run | None
+
+
 class SeriesIndex:
     """Rows grouped by metric, each metric's in ``time_column`` order (see the module
     docstring): the hot ``metrics`` samples, or closed window states."""
@@ -330,6 +343,7 @@ class SeriesIndex:
         self._runs: tuple[_Run, ...] = ()
         self._watermark: int | None = None  # rows older than this are evicted
         self._disabled = False  # a metric id the index cannot hold was appended
+        self._planning = False  # plan_compaction(background=True) is running
 
     @property
     def rows(self) -> int:
@@ -385,17 +399,40 @@ class SeriesIndex:
         if run is None:
             return
         self._runs = (*self._runs, run)
-        while len(self._runs) > self._max_runs and self.compact(force=True):
+        # While a merge planned on another thread is under way, a forced merge here would
+        # most likely take some of its runs and so waste it: runs may pile up twice as far.
+        limit = self._max_runs * (2 if self._planning else 1)
+        while len(self._runs) > limit and self.compact(force=True):
             pass
 
     def compact(self, *, force: bool = False) -> bool:
         """Merge the runs that are due (see the module docstring); with ``force``, also one
         run more than due, to bring the number of runs down. Whether any were merged."""
+        planned = self.plan_compaction(force=force)
+        return planned is not None and self.install(planned)
+
+    def plan_compaction(
+        self, *, force: bool = False, background: bool = False
+    ) -> Compaction | None:
+        """The merge :meth:`compact` would do, computed from the runs as they are now without
+        changing the index (None: nothing is due). With ``background``, it runs on another
+        thread than the writer, which goes on appending and evicting meanwhile;
+        :meth:`install` then puts it in."""
+        if not background:
+            return self._plan(force)
+        self._planning = True
+        try:
+            return self._plan(force)
+        finally:
+            self._planning = False
+
+    def _plan(self, force: bool) -> Compaction | None:
         # Runs too large to merge go first, so that the others form one suffix (a large run
         # appended after small ones would otherwise strand them). Lookups do not depend on
         # the order of runs.
-        large = tuple(run for run in self._runs if run.rows >= self._max_run_rows)
-        runs = large + tuple(run for run in self._runs if run.rows < self._max_run_rows)
+        current = self._runs
+        large = tuple(run for run in current if run.rows >= self._max_run_rows)
+        runs = large + tuple(run for run in current if run.rows < self._max_run_rows)
         total = 0
         start = len(runs)
         for i in range(len(runs) - 1, -1, -1):
@@ -410,10 +447,25 @@ class SeriesIndex:
             if not due:
                 break  # forced: one run more than due
         if len(runs) - start < 2:
-            self._runs = runs
+            return None
+        return Compaction(runs[start:], self._merge(runs[start:]))
+
+    def install(self, compaction: Compaction) -> bool:
+        """Replace the runs ``compaction`` merged by its result, where the first of them
+        was; False (and nothing changes) if any of them has gone or changed since it was
+        planned (merged or rewritten by the writer). Runs appended since stay as they are;
+        rows evicted since are left out by lookups until the merged run is rewritten."""
+        merged_from = {id(run) for run in compaction.runs}
+        current = self._runs
+        if len(merged_from & {id(run) for run in current}) < len(merged_from):
             return False
-        merged = self._merge(runs[start:])
-        self._runs = (*runs[:start], *([merged] if merged is not None else []))
+        runs: list[_Run] = []
+        for run in current:
+            if id(run) not in merged_from:
+                runs.append(run)
+            elif run is compaction.runs[0] and compaction.merged is not None:
+                runs.append(compaction.merged)
+        self._runs = tuple(runs)
         return True
 
     def _merge(self, runs: Sequence[_Run]) -> _Run | None:

@@ -6,12 +6,14 @@ are waiting and appends them in one transaction: a commit costs several millisec
 many rows it covers. Evictions and window-table writes (``call``) run between appends, in the
 order they were asked for.
 
-Once it has had nothing to do for ``idle_s``, the thread merges the series index's runs
-(spec/cache.md, CACHE-11) and keeps ``metrics`` in its clustered order (CACHE-10): it
-rewrites the table if enough has changed, and new work arriving abandons that rewrite at once;
-under continuous load it rewrites only when the table has grown threefold since its last
-rewrite (later appends then wait for it). While :meth:`Appender.paused` is held (warm start
-submits the stored samples piece by piece) it does neither.
+Once it has had nothing to do for ``idle_s``, the thread keeps ``metrics`` in its clustered
+order (CACHE-10): it rewrites the table if enough has changed, and new work arriving abandons
+that rewrite at once; under continuous load it rewrites only when the table has grown
+threefold since its last rewrite (later appends then wait for it). It also wakes a second
+thread that merges the series index's runs (CACHE-11): a merge of millions of rows takes a
+second or more, and appends go on meanwhile (the merge is installed only if the runs it read
+are still there). While :meth:`Appender.paused` is held (warm start submits the stored
+samples piece by piece) neither runs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ class Appender:
         self._last: Future[None] | None = None
         self._pause_lock = threading.Lock()
         self._pauses = 0
+        self._closing = False
+        self._compact_wanted = threading.Event()
+        self._compactor = threading.Thread(
+            target=self._compact_loop, name="hyprstream-compact", daemon=True
+        )
+        self._compactor.start()
         self._thread = threading.Thread(target=self._run, name="hyprstream-append", daemon=True)
         self._thread.start()
 
@@ -63,10 +71,12 @@ class Appender:
         return self._put(action)
 
     def _put(self, work: _Work) -> Future[None]:
-        self._cache.interrupt_rewrite()
         future: Future[None] = Future()
         self._last = future
         self._queue.put((work, future))
+        # After the put: an idle rewrite either sees the queue non-empty before it starts
+        # (still_idle) or is running and is interrupted here.
+        self._cache.interrupt_rewrite()
         return future
 
     @contextlib.contextmanager
@@ -91,9 +101,12 @@ class Appender:
                 last.result()
 
     def close(self) -> None:
+        self._closing = True
+        self._compact_wanted.set()
         self._cache.interrupt_rewrite()
         self._queue.put(None)
         self._thread.join()
+        self._compactor.join()  # a merge under way finishes first
 
     def _run(self) -> None:
         pending: list[_Task | None] = []  # taken from the queue but not yet done
@@ -105,7 +118,7 @@ class Appender:
                     item = self._queue.get(timeout=self._idle_s)
                 except queue.Empty:  # idle
                     if not self._pauses:
-                        self._compact()
+                        self._compact_wanted.set()
                         self._rewrite(idle=True)
                     continue
             if item is None:
@@ -143,17 +156,23 @@ class Appender:
                 if not self._pauses:
                     self._rewrite(idle=False)
 
-    def _compact(self) -> None:
-        """Merge the series index's runs while there is nothing else to do (CACHE-11)."""
-        try:
-            while self._queue.empty() and self._cache.compact_series():
-                pass
-        except Exception as exc:  # an optimisation too: never fail for it
-            log.warning("could not compact the series index: %s", exc)
+    def _compact_loop(self) -> None:
+        """The compacting thread: merges the series index's runs that are due (CACHE-11)
+        each time the appender has been idle, unless paused."""
+        while True:
+            self._compact_wanted.wait()
+            self._compact_wanted.clear()
+            if self._closing:
+                return
+            try:
+                while not (self._closing or self._pauses) and self._cache.compact_series():
+                    pass
+            except Exception as exc:  # an optimisation too: never fail for it
+                log.warning("could not compact the series index: %s", exc)
 
     def _rewrite(self, *, idle: bool) -> None:
         try:
-            self._cache.rewrite_samples(idle=idle)
+            self._cache.rewrite_samples(idle=idle, still_idle=self._queue.empty)
         except Exception as exc:  # the layout is an optimisation: never fail an append for it
             log.warning("could not rewrite the hot samples: %s", exc)
 

@@ -252,3 +252,20 @@ def test_a_paused_appender_appends_but_leaves_maintenance_until_it_resumes(
         assert index.runs == 1
     finally:
         appender.close()
+
+
+def test_an_idle_rewrite_does_not_start_when_work_came_in_before_it(
+    cache: DuckDBHotCache,
+) -> None:
+    # Work submitted just before an idle rewrite starts interrupts nothing (no rewrite is
+    # running yet): the rewrite asks whether the writer is still idle once it could be
+    # interrupted, and gives way.
+    cache.append(batch(3_000, 20, 80, END_US - 24 * HOUR_US, END_US))
+    before = content(cache)
+    assert cache.rewrite_wanted(idle=True)
+    assert not cache.rewrite_samples(idle=True, still_idle=lambda: False)
+    assert cache.rewrite_wanted(idle=True)  # still due
+    assert content(cache) == before
+    assert cache.rewrite_samples(idle=True, still_idle=lambda: True)
+    assert not cache.rewrite_wanted(idle=True)
+    assert content(cache) == before

@@ -227,3 +227,67 @@ def test_runs_with_overlapping_metrics_merge_short_and_long_ids_alike() -> None:
     assert index.runs == 1
     expected = {"m1": [2, 5, 9], "m2": [1, 3, 7], "m3": [4], long_a: [8], long_b: [6, 10]}
     assert {m: _stamps(index, m) for m in expected} == expected
+
+
+def _three_runs(size: int = 8) -> SeriesIndex:
+    index = SeriesIndex(max_runs=32)
+    for start in range(0, 3 * size, size):
+        index.append(_rows(["a", "b"] * (size // 2), list(range(start, start + size))))
+    assert index.runs == 3
+    return index
+
+
+def test_a_merge_planned_aside_goes_in_after_later_appends_and_keeps_them() -> None:
+    # The hot cache plans merges on a thread of its own while the writer appends.
+    index = _three_runs()
+    planned = index.plan_compaction(background=True)
+    assert planned is not None
+    assert len(planned.runs) == 3
+    assert index.runs == 3  # planning changes nothing
+    index.append(_rows(["a", "c"], [100, 101]))
+    assert index.install(planned)
+    assert index.runs == 2  # the merged run and the later one
+    assert index.rows == 26
+    assert _stamps(index, "a") == [*range(0, 24, 2), 100]
+    assert _stamps(index, "b") == list(range(1, 24, 2))
+    assert _stamps(index, "c") == [101]
+
+
+def test_a_merge_whose_runs_changed_meanwhile_is_dropped() -> None:
+    index = _three_runs()
+    planned = index.plan_compaction(background=True)
+    assert planned is not None
+    assert index.compact(force=True)  # the writer merged the same runs first
+    before = (index.runs, index.rows)
+    assert not index.install(planned)
+    assert (index.runs, index.rows) == before
+    assert _stamps(index, "a") == list(range(0, 24, 2))
+
+
+def test_a_merge_planned_before_an_eviction_never_brings_evicted_rows_back() -> None:
+    index = _three_runs()
+    planned = index.plan_compaction(background=True)
+    assert planned is not None
+    index.evict(4)  # half of the first run: rewritten, so the merge no longer applies
+    assert not index.install(planned)
+    assert _stamps(index, "a") == list(range(4, 24, 2))
+    index = _three_runs(16)
+    planned = index.plan_compaction(background=True)
+    assert planned is not None
+    index.evict(1)  # less than an eighth: no run is rewritten, the merge goes in
+    assert index.install(planned)
+    assert index.runs == 1
+    assert _stamps(index, "a") == list(range(2, 48, 2))
+    assert _stamps(index, "b") == list(range(1, 48, 2))
+
+
+def test_appends_merge_runs_later_while_a_merge_is_planned_aside() -> None:
+    index = SeriesIndex(max_runs=2)
+    index._planning = True  # as while plan_compaction(background=True) runs
+    for start in range(0, 32, 8):
+        index.append(_rows(["a"] * 8, list(range(start, start + 8))))
+    assert index.runs == 4  # up to twice max_runs
+    index.append(_rows(["a"] * 8, list(range(32, 40))))
+    assert index.runs < 5
+    index._planning = False
+    assert _stamps(index, "a") == list(range(40))
