@@ -316,7 +316,10 @@ class _Pool:
 
         def connect() -> adbc_dbapi.Connection:
             handle = adbc_driver_manager.AdbcConnection(self._db._db)
-            return adbc_dbapi.Connection(self._db.clone(), handle, autocommit=False)
+            # Connection takes its own reference to the shared database (and gives it up on
+            # close): one more here would keep the database open after the pool closes, and
+            # with it the lock on an embedded DuckDB file.
+            return adbc_dbapi.Connection(self._db, handle, autocommit=False)
 
         conn: adbc_dbapi.Connection = _within(connect, self._settings, close=lambda c: c.close())
         return conn

@@ -7,6 +7,8 @@ read, cached and merged while memory holds only that piece (and the one being ca
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -134,3 +136,26 @@ def test_a_scan_left_half_read_does_not_keep_its_connection(tmp_path: Path) -> N
         assert sum(b.num_rows for b in backend.scan(None)) == 10_005
     finally:
         backend.close()
+
+
+def test_a_node_that_shut_down_lets_another_process_open_its_database(tmp_path: Path) -> None:
+    # The backend's pool once took two references to the database per connection and gave
+    # one back: the embedded DuckDB file stayed locked until the process exited.
+    flags = {"port": 0, "data_dir": str(tmp_path)}
+    with start(load_config(flags=flags)) as node:
+        put(node.port, _samples(1, time.time_ns() // 1000))
+    count = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; "
+            "print(duckdb.connect(sys.argv[1]).sql('SELECT count(*) FROM metrics').fetchall()[0][0])",
+            str(tmp_path / "hyprstream.duckdb"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert count.returncode == 0, count.stderr[-500:]
+    assert count.stdout.strip() == str(ROWS // 3)
