@@ -697,6 +697,8 @@ def _translated(sql: str, dialect: str, now_us: int | None) -> str:
         tree = _parsed(sql)
     except sqlglot.errors.ParseError as exc:
         raise InvalidQuery(f"cannot parse the query: {exc}") from None
+    if dialect == "sqlite":
+        tree = tree.transform(_sqlite_time_bucket)
     if dialect == "sqlite" and now_us is not None:
         tree = tree.transform(functools.partial(_sqlite_instants, now_us=now_us))
     if dialect == "postgres":
@@ -724,8 +726,8 @@ def sqlite_instant(micros: int) -> str:
 
 def instant_outputs(sql: str, dialect: str) -> frozenset[str]:
     """Names of the result columns of ``sql`` that are instant columns of hyprstream's
-    tables, bare or under MIN/MAX, whatever their alias, as a backend of ``dialect`` names
-    them (for backends that return instants as text)."""
+    tables, bare or under MIN/MAX or time_bucket, whatever their alias, as a backend of
+    ``dialect`` names them (for backends that return instants as text)."""
     try:
         tree = _parsed(sql)
     except sqlglot.errors.ParseError:
@@ -735,11 +737,17 @@ def instant_outputs(sql: str, dialect: str) -> frozenset[str]:
     names = set()
     for projection in tree.expressions:
         inner = projection.unalias()
-        if isinstance(inner, exp.Min | exp.Max):
-            inner = inner.this
+        if isinstance(inner, exp.Min | exp.Max | exp.DateBin):
+            inner = inner.expression if isinstance(inner, exp.DateBin) else inner.this
         if isinstance(inner, exp.Column) and inner.name.lower() in INSTANT_COLUMNS:
             unnamed = projection.unalias() is projection and not isinstance(projection, exp.Column)
-            names.add(projection.sql(dialect=dialect) if unnamed else projection.alias_or_name)
+            if not unnamed:
+                names.add(projection.alias_or_name)
+                continue
+            sent = projection  # named by the text it is sent as
+            if dialect == "sqlite":
+                sent = projection.copy().transform(_sqlite_time_bucket)
+            names.add(sent.sql(dialect=dialect))
     return frozenset(names)
 
 
@@ -772,6 +780,35 @@ def _stored_instant(
             return None
     value = _evaluate(node, now_us)
     return None if value is None else exp.Literal.string(sqlite_instant(value))
+
+
+#: DuckDB's origin of time_bucket for widths in days, hours, minutes and seconds (a Monday),
+#: in seconds since the epoch.
+_BUCKET_ORIGIN_S = 946_857_600
+
+
+def _sqlite_time_bucket(node: exp.Expression) -> exp.Expression:
+    """``time_bucket(width, instant)`` in SQLite, whose instants are ISO text: the start of
+    the bucket, as that text, counted from DuckDB's origin (2000-01-03) in whole seconds.
+    Widths of whole seconds only (not months or years), and no origin or offset argument."""
+    if not isinstance(node, exp.DateBin):
+        return node
+    width_us = _interval(node.this)
+    if node.args.get("origin") is not None or node.args.get("unit") is not None:
+        raise InvalidQuery(
+            "time_bucket with an origin or offset cannot be sent to a SQLite backend"
+        )
+    if width_us is None or width_us <= 0 or width_us % 1_000_000:
+        raise InvalidQuery(
+            "time_bucket on a SQLite backend needs a width of whole seconds, minutes, hours, "
+            f"days or weeks, not {node.this.sql(dialect='duckdb')}"
+        )
+    width = width_us // 1_000_000
+    instant = node.expression.sql(dialect="sqlite")
+    seconds = f"(CAST(STRFTIME('%s', {instant}) AS INTEGER) - {_BUCKET_ORIGIN_S})"
+    start = f"{_BUCKET_ORIGIN_S} + {seconds} - ((({seconds} % {width}) + {width}) % {width})"
+    text = f"STRFTIME('%Y-%m-%dT%H:%M:%S', {start}, 'unixepoch') || '.000000'"
+    return cast(exp.Expression, sqlglot.parse_one(text, read="sqlite"))
 
 
 def _date_bin_origin(node: exp.Expression) -> exp.Expression:

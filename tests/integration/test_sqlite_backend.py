@@ -120,3 +120,51 @@ def test_text_that_is_not_an_instant_stays_text(node: tuple[Node, Path, list[int
         conn.commit()
     got = query(n.port, "SELECT timestamp FROM notes")
     assert got.to_pylist() == [{"timestamp": "yesterday"}]
+
+
+def test_time_buckets_read_through_as_instants(node: tuple[Node, Path, list[int]]) -> None:
+    n, _, old = node
+    got = query(
+        n.port,
+        "SELECT time_bucket(INTERVAL '1 minute', timestamp) AS minute, sum(value) AS total "
+        "FROM metrics WHERE timestamp < NOW() - INTERVAL '3 hours' GROUP BY 1 ORDER BY 1",
+    )
+    assert got.schema.field("minute").type == TIMESTAMP_TYPE
+    starts = [t - t % MINUTE_US for t in old]  # the samples are 123 µs into their minutes
+    assert got["minute"].cast(pa.int64()).to_pylist() == starts
+    assert got["total"].to_pylist() == [1.0, 2.0, 3.0]
+
+
+INSTANTS_US = [
+    -86_400_000_001,  # before the epoch
+    0,
+    946_857_599_999_999,  # just before DuckDB's origin, 2000-01-03
+    946_857_600_000_000,
+    1_700_000_000_000_000,
+    1_700_000_099_999_999,
+    1_700_000_100_000_000,
+    1_764_000_000_123_456,
+]
+WIDTHS = ["1 second", "7 seconds", "5 minutes", "90 minutes", "1 hour", "1 day", "1 week"]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_sqlite_time_buckets_equal_duckdbs(width: str) -> None:
+    """The translation, run by SQLite on its instant text, against DuckDB's time_bucket."""
+    import duckdb
+
+    from hyprstream.service._routing import sqlite_instant, to_backend_sql
+
+    sql = f"SELECT time_bucket(INTERVAL '{width}', timestamp) AS b FROM metrics ORDER BY rowid"
+    with sqlite.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE metrics (timestamp TEXT)")
+        for t in INSTANTS_US:
+            cur.execute("INSERT INTO metrics VALUES (?)", (sqlite_instant(t),))
+        cur.execute(to_backend_sql(sql, "sqlite", 0))
+        got = [row[0] for row in cur.fetchall()]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    stamps = pa.table({"timestamp": pa.array(INSTANTS_US, TIMESTAMP_TYPE)})
+    con.register("metrics", stamps)
+    expected = con.execute(sql.replace(" ORDER BY rowid", "")).fetchall()
+    assert got == [sqlite_instant(int(row[0].timestamp() * 1_000_000)) for row in expected]

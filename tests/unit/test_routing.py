@@ -140,6 +140,35 @@ def test_instant_outputs_are_found_under_aliases_and_min_max() -> None:
     assert instant_outputs("INSERT INTO t VALUES (1)", "sqlite") == frozenset()
 
 
+def test_time_buckets_go_to_sqlite_as_text_and_come_back_as_instants() -> None:
+    sql = (
+        "SELECT time_bucket(INTERVAL '5 minutes', timestamp) AS b, count(*) FROM metrics GROUP BY 1"
+    )
+    sent = to_backend_sql(sql, "sqlite", 1_700_000_000_000_000)
+    assert "DATE_BIN" not in sent.upper()
+    assert "STRFTIME('%s', timestamp)" in sent
+    assert "946857600" in sent  # DuckDB's origin, 2000-01-03
+    assert instant_outputs(sql, "sqlite") == {"b"}
+    unnamed = "SELECT time_bucket(INTERVAL '1 hour', window_start), max(count) FROM metric_windows"
+    (name,) = instant_outputs(unnamed, "sqlite")
+    assert name.startswith("STRFTIME(")
+    assert name in to_backend_sql(unnamed, "sqlite", 0)
+
+
+@pytest.mark.parametrize(
+    ("bucket", "words"),
+    [
+        ("time_bucket(INTERVAL '1 month', timestamp)", "whole seconds"),
+        ("time_bucket(INTERVAL '1500 milliseconds', timestamp)", "whole seconds"),
+        ("time_bucket(INTERVAL '1 hour', timestamp, TIMESTAMP '2020-01-01')", "origin or offset"),
+        ("time_bucket(INTERVAL '1 hour', timestamp, INTERVAL '5 minutes')", "origin or offset"),
+    ],
+)
+def test_time_buckets_sqlite_cannot_compute_are_refused(bucket: str, words: str) -> None:
+    with pytest.raises(InvalidQuery, match=words):
+        to_backend_sql(f"SELECT {bucket} FROM metrics", "sqlite", 0)
+
+
 @pytest.mark.parametrize(
     ("sql", "names"),
     [
@@ -440,7 +469,9 @@ def test_other_queries_are_not_grouped_lookups(sql: str) -> None:
 def test_bounds_that_cannot_be_worked_out_leave_lookups_to_duckdb() -> None:
     # Recognised shapes, but the bound moves the instant (a cast to DATE truncates NOW()):
     # the lookups have no bound to use, so the service asks DuckDB.
-    point = series_lookup("SELECT value FROM metrics WHERE metric_id = 'a' AND timestamp >= NOW()::DATE")
+    point = series_lookup(
+        "SELECT value FROM metrics WHERE metric_id = 'a' AND timestamp >= NOW()::DATE"
+    )
     grouped = grouped_lookup(
         "SELECT metric_id, count(*) FROM metrics WHERE timestamp >= NOW()::DATE GROUP BY 1"
     )
