@@ -92,21 +92,20 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
     config = tmp_path / "hyprstream.toml"
     config.write_text('[windows]\nretention = { "5m" = "25h" }\n')
     out: dict[str, Any] = {"rows": rows}
-    with spawn_server(
-        args=[
-            "--engine",
-            "adbc",
-            "--engine-connection",
-            database,
-            "--cache-max-duration",
-            "48h",
-            "--log-level",
-            "warning",
-            "--config",
-            str(config),
-        ],
-        data_dir=tmp_path / "data",
-    ) as proc:
+    answers: dict[str, pa.Table] = {}
+    args = [
+        "--engine",
+        "adbc",
+        "--engine-connection",
+        database,
+        "--cache-max-duration",
+        "48h",
+        "--log-level",
+        "warning",
+        "--config",
+        str(config),
+    ]
+    with spawn_server(args=args, data_dir=tmp_path / "data") as proc:
         seconds, accepted, late = put_pipelined(proc.uri, data)
         assert (accepted, late) == (rows, 0)  # in time order: nothing is late
         out["write_through_rows_per_s"] = rows / seconds
@@ -140,6 +139,7 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
             ):
                 h_samples, h_result = timed(hc, hsql, rounds_h)
                 p_samples, p_result = timed(pc, psql, rounds_pg)
+                answers[name] = h_result
                 # Same answers (up to float rounding, and rows crossing NOW() between runs).
                 assert abs(h_result.num_rows - p_result.num_rows) <= 2
                 if name.startswith("dashboard"):
@@ -167,6 +167,24 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
     out["write_through_vs_postgres_bulk"] = (
         out["write_through_rows_per_s"] / out["postgres_bulk_rows_per_s"]
     )
+    # Restart on the same database (BE-4): the time until the new process serves (it warms
+    # the hot cache and the windows from PostgreSQL first), and the same dashboards.
+    start = time.perf_counter()
+    with spawn_server(args=args, data_dir=tmp_path / "data", timeout=900) as proc:
+        out["restart_s"] = time.perf_counter() - start
+        with flightsql.connect(proc.uri, autocommit=True) as h, h.cursor() as hc:
+            for name, hsql in (("dashboard", DASHBOARD), ("dashboard_raw", DASHBOARD_RAW)):
+                hc.execute(hsql)
+                after, before = by_bucket(hc.fetch_arrow_table()), by_bucket(answers[name])
+                common = set(after) & set(before)
+                assert len(common) >= len(before) - 2
+                common.discard(min(common))  # cut by NOW() - 24 hours at another instant
+                wrong = [
+                    (b, after[b], before[b])
+                    for b in sorted(common)
+                    if abs(after[b] - before[b]) > 1e-9 * max(1.0, abs(before[b]))
+                ]
+                assert not wrong, f"{name} after restart: buckets differ: {wrong[:5]}"
     _summary["scales"][str(rows)] = out
     benchmark.extra_info.update(out)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
@@ -181,7 +199,8 @@ def summary() -> Iterator[None]:
         lines.append(
             f"  {int(rows):>11,} samples: write-through {r['write_through_rows_per_s']:>11,.0f} rows/s, "
             f"PostgreSQL bulk {r['postgres_bulk_rows_per_s']:>11,.0f} rows/s "
-            f"(ratio {r['write_through_vs_postgres_bulk']:.2f}, target >= 0.8)"
+            f"(ratio {r['write_through_vs_postgres_bulk']:.2f}, target >= 0.8); "
+            f"restart {r['restart_s']:.1f} s"
         )
         for q in ("seed", "dashboard", "dashboard_raw"):
             x = r[q]
