@@ -268,8 +268,17 @@ class DuckDBHotCache:
         self._writer.commit()
 
     def add_labels(self, fields: Sequence[pa.Field]) -> None:
-        self.interrupt_rewrite()
-        with self._samples_lock, self._writer.cursor() as w:
+        # An idle rewrite that takes the lock after one interruption would run to its end
+        # while this waits: interrupt until the lock is ours.
+        while not self._samples_lock.acquire(timeout=0.05):
+            self.interrupt_rewrite()
+        try:
+            self._add_labels(fields)
+        finally:
+            self._samples_lock.release()
+
+    def _add_labels(self, fields: Sequence[pa.Field]) -> None:
+        with self._writer.cursor() as w:
             for field in fields:
                 column = f"{_q(field.name)} {duckdb_type(field.type)}"
                 w.execute(f"ALTER TABLE {METRICS_TABLE} ADD COLUMN {column}")
@@ -300,7 +309,7 @@ class DuckDBHotCache:
                     a.adbc_ingest(METRICS_TABLE, rows, mode="append")
                 self._appender.commit()
             except BaseException:
-                self._appender.rollback()
+                _abort(self._appender)
                 raise
             self._sample_rows += rows.num_rows
             self._changed_rows += rows.num_rows
@@ -320,7 +329,7 @@ class DuckDBHotCache:
                     deleted = max(0, a.rowcount)
                 self._appender.commit()
             except BaseException:
-                self._appender.rollback()
+                _abort(self._appender)
                 raise
             self._sample_rows = max(0, self._sample_rows - deleted)
             self._changed_rows += deleted
@@ -434,6 +443,8 @@ class DuckDBHotCache:
                             abandoned = self._abandoned
                         c.execute("ROLLBACK" if abandoned else "COMMIT")
                     except BaseException:
+                        with self._rewrite_state:  # no interruption may cancel the rollback
+                            self._rewriting = False
                         with contextlib.suppress(adbc_dbapi.Error):
                             c.execute("ROLLBACK")
                         raise
@@ -492,7 +503,7 @@ class DuckDBHotCache:
                     self._recent_rows += closed_rows.num_rows
             self._writer.commit()
         except BaseException:
-            self._writer.rollback()
+            _abort(self._writer)
             raise
 
     def load_closed_windows(self, rows: pa.Table) -> None:
@@ -575,7 +586,7 @@ class DuckDBHotCache:
                     w.execute(f"CREATE OR REPLACE TABLE {_WINDOWS_OPEN} AS {rows}")
             self._writer.commit()
         except BaseException:
-            self._writer.rollback()
+            _abort(self._writer)
             raise
         if rewrite_closed:
             self._recent_rows = 0
@@ -778,3 +789,16 @@ def _translate(exc: adbc_dbapi.Error) -> HyprstreamError:
     if kind in ("INTERNAL", "Internal", "FATAL", "Fatal") or not kind:
         return InternalError(clean)
     return InvalidQuery(clean)
+
+
+def _abort(conn: adbc_dbapi.Connection) -> None:
+    """Roll back ``conn``'s transaction after a failed write. A COMMIT that failed (a conflict
+    with another connection) leaves DuckDB's ADBC driver with no transaction open: every later
+    statement would then commit on its own and every ``commit()`` fail, so one is begun again.
+    Errors here are not raised: the caller raises the write's own."""
+    try:
+        conn.rollback()
+    except adbc_dbapi.Error:
+        with contextlib.suppress(adbc_dbapi.Error):
+            conn.adbc_connection.set_autocommit(True)
+            conn.adbc_connection.set_autocommit(False)

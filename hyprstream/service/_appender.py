@@ -103,8 +103,8 @@ class Appender:
     def close(self) -> None:
         self._closing = True
         self._compact_wanted.set()
-        self._cache.interrupt_rewrite()
         self._queue.put(None)
+        self._cache.interrupt_rewrite()  # after the put, as in _put
         self._thread.join()
         self._compactor.join()  # a merge under way finishes first
 
@@ -156,6 +156,9 @@ class Appender:
                 if not self._pauses:
                     self._rewrite(idle=False)
 
+    def _still_idle(self) -> bool:
+        return self._queue.empty() and not self._pauses
+
     def _compact_loop(self) -> None:
         """The compacting thread: merges the series index's runs that are due (CACHE-11)
         each time the appender has been idle, unless paused."""
@@ -172,7 +175,7 @@ class Appender:
 
     def _rewrite(self, *, idle: bool) -> None:
         try:
-            self._cache.rewrite_samples(idle=idle, still_idle=self._queue.empty)
+            self._cache.rewrite_samples(idle=idle, still_idle=self._still_idle)
         except Exception as exc:  # the layout is an optimisation: never fail an append for it
             log.warning("could not rewrite the hot samples: %s", exc)
 

@@ -269,3 +269,73 @@ def test_an_idle_rewrite_does_not_start_when_work_came_in_before_it(
     assert cache.rewrite_samples(idle=True, still_idle=lambda: True)
     assert not cache.rewrite_wanted(idle=True)
     assert content(cache) == before
+
+
+def test_interruptions_during_a_rewrite_never_leave_the_cache_unable_to_append() -> None:
+    # Every submit interrupts an idle rewrite. An interruption that landed while the rewrite
+    # rolled back cancelled the ROLLBACK itself: the rewriting connection stayed in an aborted
+    # transaction holding the table, and every append after failed (found in review).
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    try:
+        cache.append(batch(2_000_000, 1_000, 90, END_US - 24 * HOUR_US, END_US))
+        for attempt in range(5):
+            stop = threading.Event()
+
+            def hammer(delay: float = 0.02 + 0.02 * attempt, stop: threading.Event = stop) -> None:
+                time.sleep(delay)
+                while not stop.is_set():
+                    cache.interrupt_rewrite()
+
+            worker = threading.Thread(target=hammer)
+            worker.start()
+            try:
+                assert not cache.rewrite_samples(idle=True)  # abandoned
+            finally:
+                stop.set()
+                worker.join(30)
+            cache.append(batch(10, 3, 91 + attempt, END_US, END_US + 1_000))
+        total = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()
+        assert total == [{"n": 2_000_050}]
+    finally:
+        cache.close()
+
+
+def test_a_failed_commit_leaves_the_connection_in_a_transaction() -> None:
+    import adbc_driver_duckdb
+    import adbc_driver_manager
+    from adbc_driver_manager import dbapi
+
+    from hyprstream.backend._duckdb_cache import _abort
+
+    db = adbc_driver_duckdb.connect(":memory:")
+    shared = dbapi._SharedDatabase(db)
+    a, b = (
+        dbapi.Connection(shared, adbc_driver_manager.AdbcConnection(db), autocommit=False)
+        for _ in range(2)
+    )
+    try:
+        with a.cursor() as c:
+            c.execute("CREATE TABLE t (x INTEGER)")
+        a.commit()
+        with a.cursor() as c:
+            c.execute("INSERT INTO t VALUES (1)")
+        with b.cursor() as c:
+            c.execute("CREATE OR REPLACE TABLE t AS SELECT * FROM t")
+        b.commit()
+        with pytest.raises(adbc_driver_manager.Error, match="COMMIT"):
+            a.commit()  # a write-write conflict
+        _abort(a)
+        with a.cursor() as c:
+            c.execute("INSERT INTO t VALUES (2)")
+        with b.cursor() as c:
+            c.execute("SELECT count(*) FROM t")
+            assert c.fetchall() == [(0,)]  # not committed on its own
+        b.commit()  # a new snapshot for the next read
+        a.commit()
+        with b.cursor() as c:
+            c.execute("SELECT x FROM t")
+            assert c.fetchall() == [(2,)]
+    finally:
+        a.close()
+        b.close()
+        shared.close()
