@@ -206,7 +206,7 @@ def _interval(node: exp.Expression) -> int | None:
         return None  # '1e1', 'nan', 'inf', ...: DuckDB says what they mean
     amount = float(text)
     per = _UNITS_US.get(unit_name.lower().rstrip("s"))
-    return None if per is None else int(amount * per)
+    return None if per is None else round(amount * per)  # '1.15 hours': no float residue
 
 
 def _plain_table(source: exp.Expression | None) -> exp.Table | None:
@@ -697,10 +697,10 @@ def _translated(sql: str, dialect: str, now_us: int | None) -> str:
         tree = _parsed(sql)
     except sqlglot.errors.ParseError as exc:
         raise InvalidQuery(f"cannot parse the query: {exc}") from None
+    if dialect == "sqlite" and now_us is not None:  # first: it knows time_bucket is an instant
+        tree = tree.transform(functools.partial(_sqlite_instants, now_us=now_us))
     if dialect == "sqlite":
         tree = tree.transform(_sqlite_time_bucket)
-    if dialect == "sqlite" and now_us is not None:
-        tree = tree.transform(functools.partial(_sqlite_instants, now_us=now_us))
     if dialect == "postgres":
         counter = iter(range(1, 1_000_000))
         tree = tree.transform(
@@ -737,8 +737,10 @@ def instant_outputs(sql: str, dialect: str) -> frozenset[str]:
     names = set()
     for projection in tree.expressions:
         inner = projection.unalias()
-        if isinstance(inner, exp.Min | exp.Max | exp.DateBin):
-            inner = inner.expression if isinstance(inner, exp.DateBin) else inner.this
+        if isinstance(inner, exp.Min | exp.Max):
+            inner = inner.this
+        if isinstance(inner, exp.DateBin):
+            inner = inner.expression
         if isinstance(inner, exp.Column) and inner.name.lower() in INSTANT_COLUMNS:
             unnamed = projection.unalias() is projection and not isinstance(projection, exp.Column)
             if not unnamed:
@@ -769,11 +771,11 @@ def _stored_instant(
     node: exp.Expression, other: exp.Expression, now_us: int
 ) -> exp.Expression | None:
     """``node`` as SQLite instant text if it is an instant: a time expression, or a text
-    literal compared with an instant column (elsewhere text stays text)."""
+    literal compared with an instant column or a time_bucket (elsewhere text stays text)."""
     if isinstance(node, exp.Column):
         return None
     if isinstance(node, exp.Literal):
-        compared_with_instant = (
+        compared_with_instant = isinstance(other, exp.DateBin) or (
             isinstance(other, exp.Column) and other.name.lower() in INSTANT_COLUMNS
         )
         if not (node.is_string and compared_with_instant):
@@ -796,7 +798,7 @@ def _sqlite_time_bucket(node: exp.Expression) -> exp.Expression:
     width_us = _interval(node.this)
     if node.args.get("origin") is not None or node.args.get("unit") is not None:
         raise InvalidQuery(
-            "time_bucket with an origin or offset cannot be sent to a SQLite backend"
+            "time_bucket with an origin, offset or time zone cannot be sent to a SQLite backend"
         )
     if width_us is None or width_us <= 0 or width_us % 1_000_000:
         raise InvalidQuery(

@@ -148,6 +148,39 @@ INSTANTS_US = [
 WIDTHS = ["1 second", "7 seconds", "5 minutes", "90 minutes", "1 hour", "1 day", "1 week"]
 
 
+BUCKET_FILTERS = [
+    "time_bucket(INTERVAL '1 hour', timestamp) = '2023-11-14 21:00:00'",
+    "time_bucket(INTERVAL '1 hour', timestamp) >= '2023-11-14T20:00:00Z'",
+    "time_bucket(INTERVAL '1 hour', timestamp) = TIMESTAMP '2023-11-14 21:00:00'",
+    "'2023-11-14 20:00:00+01' < time_bucket(INTERVAL '1 hour', timestamp)",
+    "time_bucket(INTERVAL '1 hour', timestamp) >= NOW() - INTERVAL '3 hours'",
+]
+
+
+@pytest.mark.parametrize("condition", BUCKET_FILTERS)
+def test_sqlite_compares_time_buckets_as_instants(condition: str) -> None:
+    """A bucket compared with text, a literal or a time expression, as DuckDB compares it."""
+    import duckdb
+
+    from hyprstream.service._routing import to_backend_sql
+
+    now = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
+    stamps = pa.table(
+        {"timestamp": pa.array([now - i * 600_000_000 for i in range(40)], TIMESTAMP_TYPE)}
+    )
+    sql = f"SELECT count(*) AS n FROM metrics WHERE {condition}"
+    with sqlite.connect() as conn, conn.cursor() as cur:
+        cur.adbc_ingest("metrics", stamps, mode="create")
+        cur.execute(to_backend_sql(sql, "sqlite", now))
+        got = cur.fetchall()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("metrics", stamps)
+    expected = con.execute(sql.replace("NOW()", f"make_timestamptz({now})")).fetchall()
+    assert got == expected
+    assert expected[0][0] > 0
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_sqlite_time_buckets_equal_duckdbs(width: str) -> None:
     """The translation, run by SQLite on its instant text, against DuckDB's time_bucket."""

@@ -149,6 +149,12 @@ def test_time_buckets_go_to_sqlite_as_text_and_come_back_as_instants() -> None:
     assert "STRFTIME('%s', timestamp)" in sent
     assert "946857600" in sent  # DuckDB's origin, 2000-01-03
     assert instant_outputs(sql, "sqlite") == {"b"}
+    latest = "SELECT max(time_bucket(INTERVAL '1 hour', timestamp)) AS m FROM metrics"
+    assert instant_outputs(latest, "sqlite") == {"m"}
+    # A fraction of an hour that is whole seconds, not cut by float rounding.
+    assert "% 4140)" in to_backend_sql(
+        "SELECT time_bucket(INTERVAL '1.15 hours', timestamp) FROM metrics", "sqlite", 0
+    )
     unnamed = "SELECT time_bucket(INTERVAL '1 hour', window_start), max(count) FROM metric_windows"
     (name,) = instant_outputs(unnamed, "sqlite")
     assert name.startswith("STRFTIME(")
@@ -160,8 +166,9 @@ def test_time_buckets_go_to_sqlite_as_text_and_come_back_as_instants() -> None:
     [
         ("time_bucket(INTERVAL '1 month', timestamp)", "whole seconds"),
         ("time_bucket(INTERVAL '1500 milliseconds', timestamp)", "whole seconds"),
-        ("time_bucket(INTERVAL '1 hour', timestamp, TIMESTAMP '2020-01-01')", "origin or offset"),
-        ("time_bucket(INTERVAL '1 hour', timestamp, INTERVAL '5 minutes')", "origin or offset"),
+        ("time_bucket(INTERVAL '1 hour', timestamp, TIMESTAMP '2020-01-01')", "origin, offset"),
+        ("time_bucket(INTERVAL '1 hour', timestamp, INTERVAL '5 minutes')", "origin, offset"),
+        ("time_bucket(INTERVAL '1 hour', timestamp, 'Europe/Paris')", "time zone"),
     ],
 )
 def test_time_buckets_sqlite_cannot_compute_are_refused(bucket: str, words: str) -> None:
