@@ -61,6 +61,8 @@ def build_backend(config: Config) -> Backend:
 def build_service(config: Config) -> Hyprstream:
     """A warmed-up service: backend connected, hot cache and windows loaded from it."""
     backend = build_backend(config)
+    cache: DuckDBHotCache | None = None
+    service: Hyprstream | None = None
     try:
         cache = DuckDBHotCache(
             config.cache_connection,
@@ -88,7 +90,13 @@ def build_service(config: Config) -> Hyprstream:
         service = Hyprstream(backend=backend, cache=cache, store=store, options=options)
         loaded = service.warm()
     except BaseException:
-        backend.close()
+        # A failed warm start leaves no threads or open files behind.
+        if service is not None:
+            service.close()
+        else:
+            if cache is not None:
+                cache.close()
+            backend.close()
         raise
     if loaded:
         log.info("loaded %d stored samples from %s", loaded, backend.description)

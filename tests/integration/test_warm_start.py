@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,10 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from hyprstream import app
 from hyprstream.app import start
-from hyprstream.backend import AdbcBackend, StoredBatch, connection_settings
+from hyprstream.backend import AdbcBackend, MemoryBackend, StoredBatch, connection_settings
 from hyprstream.backend._duckdb_cache import WINDOW_STORE_SCHEMA
 from hyprstream.config import load_config
+from hyprstream.errors import Unavailable
 from hyprstream.model import TIMESTAMP_TYPE, metrics_schema
 from hyprstream.service import _service
 from tests.integration.conftest import put, query
@@ -159,3 +162,31 @@ def test_a_node_that_shut_down_lets_another_process_open_its_database(tmp_path: 
     )
     assert count.returncode == 0, count.stderr[-500:]
     assert count.stdout.strip() == str(ROWS // 3)
+
+
+class _FailingScan(MemoryBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.write(StoredBatch(rows=_rows(10)))
+
+    def scan(self, since_us: int | None) -> Iterator[pa.RecordBatch]:
+        raise Unavailable("backend (test) could not read stored samples: gone")
+        yield  # a generator, as the real ones
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def test_a_failed_warm_start_leaves_no_threads_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = _FailingScan()
+    monkeypatch.setattr(app, "build_backend", lambda config: backend)
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(Unavailable, match="could not read stored samples"):
+        app.build_service(load_config(flags={"data_dir": str(tmp_path)}))
+    assert backend.closed
+    left = {t.name for t in threading.enumerate()} - before
+    assert not {name for name in left if name.startswith("hyprstream")}, left
