@@ -435,9 +435,10 @@ class DuckDBHotCache:
                     c.execute("BEGIN TRANSACTION")
                     try:
                         with self._rewrite_state:
-                            abandoned = self._abandoned  # a cancel now would come too soon
+                            abandoned = self._abandoned
                         if not abandoned:
-                            c.execute(sql)
+                            with self._cancelled_while_running():
+                                c.execute(sql)
                         with self._rewrite_state:
                             self._rewriting = False
                             abandoned = self._abandoned
@@ -461,6 +462,30 @@ class DuckDBHotCache:
             self._changed_rows = 0
             self._rewrite_blocked_below = 0
             return True
+
+    @contextlib.contextmanager
+    def _cancelled_while_running(self) -> Iterator[None]:
+        """While an idle rewrite's statement runs, cancel it again every 20 ms once it is
+        abandoned: a cancel that lands before DuckDB has started the statement is lost."""
+        if not self._rewriting:
+            yield
+            return
+        done = threading.Event()
+
+        def repeat() -> None:
+            while not done.wait(0.02):
+                with self._rewrite_state:
+                    if self._rewriting and self._abandoned:
+                        with contextlib.suppress(adbc_dbapi.Error):
+                            self._clusterer.adbc_connection.cancel()
+
+        watcher = threading.Thread(target=repeat, name="hyprstream-rewrite-cancel", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
 
     def interrupt_rewrite(self) -> None:
         """Abandon a running idle rewrite of ``metrics``, if there is one."""

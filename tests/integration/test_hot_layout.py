@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -339,3 +340,53 @@ def test_a_failed_commit_leaves_the_connection_in_a_transaction() -> None:
         a.close()
         b.close()
         shared.close()
+
+
+def test_an_interruption_just_before_the_rewrite_starts_still_stops_it() -> None:
+    # A cancel that lands before DuckDB has started the statement is lost; the rewrite then
+    # used to run to its end (seconds, holding the samples lock) only to be rolled back.
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    outcome: list[str] = []
+
+    class Cursor:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def __enter__(self) -> Cursor:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._inner.close()
+
+        def execute(self, sql: str) -> None:
+            if not sql.startswith("CREATE OR REPLACE TABLE"):
+                self._inner.execute(sql)
+                return
+            cache.interrupt_rewrite()  # before the statement: the cancel finds nothing to stop
+            try:
+                self._inner.execute(sql)
+            except Exception as exc:
+                outcome.append(f"interrupted: {exc}")
+                raise
+            outcome.append("ran to its end")
+
+    class Connection:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+            self.adbc_connection = inner.adbc_connection
+
+        def cursor(self) -> Cursor:
+            return Cursor(self._inner.cursor())
+
+    try:
+        cache.append(batch(2_000_000, 1_000, 95, END_US - 24 * HOUR_US, END_US))
+        before = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()
+        cache._clusterer = Connection(cache._clusterer)  # type: ignore[assignment]
+        assert not cache.rewrite_samples(idle=True)
+        assert len(outcome) == 1
+        assert outcome[0].startswith("interrupted"), outcome
+        assert cache.query("SELECT count(*) AS n FROM metrics").to_pylist() == before
+        assert cache.rewrite_wanted(idle=True)  # still due
+        cache.append(batch(10, 3, 96, END_US, END_US + 1_000))
+    finally:
+        cache.close()
