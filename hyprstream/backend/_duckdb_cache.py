@@ -353,7 +353,7 @@ class DuckDBHotCache:
 
         The merge is computed without the samples lock, so appends and evictions go on
         meanwhile (a step over millions of rows takes a second or more); it is installed
-        under the lock, unless the runs it merged changed in the meantime."""
+        under the lock, unless the writer merged the same runs in the meantime."""
         index = self._series
         if index is None:
             return False

@@ -14,7 +14,7 @@ O(log n) runs and each row merged O(log n) times. Merging sorted runs is a stabl
 their metric ranks (ascending sequences: numpy's timsort merges them), then one ``take`` of
 the fixed-width columns. The hot cache compacts on a thread of its own when its writer is
 idle: ``plan_compaction`` computes a merge from the runs as they are, without changing the
-index, and ``install`` puts it in under the writer's lock if its runs are all still there.
+index, and ``install`` puts it in under the writer's lock unless the writer merged its runs.
 ``append`` compacts only once more than ``max_runs`` runs have piled up (twice as many while
 a merge is planned aside), so bursts of ingest pay little. Runs of
 ``max_run_rows`` rows or more are not merged again, which bounds the cost of one compaction;
@@ -40,6 +40,9 @@ Pure: pyarrow and numpy only; no clock, no threads, no I/O.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +57,9 @@ __all__ = ["BUCKET_ORIGIN_US", "ColumnStats", "Groups", "SeriesIndex", "bucket_g
 
 #: A partly evicted run is rewritten once at least this share of its rows is evicted.
 _REWRITE_SHARE = 8
+_SERIALS = itertools.count()
+#: How many runs dropped whole by evictions are remembered, for merges planned aside.
+_DROPPED_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,10 @@ class _Run:
     newest_us: int
     #: Worked out on first use and kept: see :meth:`search_keys`.
     memo: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Unique per run made (never reused, unlike ``id``).
+    serial: int = field(default_factory=lambda: next(_SERIALS))
+    #: Serials of the runs this one was cut from by evictions (its rows are some of theirs).
+    lineage: frozenset[int] = frozenset()
 
     @property
     def rows(self) -> int:
@@ -344,6 +354,8 @@ class SeriesIndex:
         self._watermark: int | None = None  # rows older than this are evicted
         self._disabled = False  # a metric id the index cannot hold was appended
         self._planning = False  # plan_compaction(background=True) is running
+        #: Serials of the latest runs evictions dropped whole (see ``install``).
+        self._dropped: collections.deque[int] = collections.deque(maxlen=_DROPPED_KEPT)
 
     @property
     def rows(self) -> int:
@@ -451,20 +463,31 @@ class SeriesIndex:
         return Compaction(runs[start:], self._merge(runs[start:]))
 
     def install(self, compaction: Compaction) -> bool:
-        """Replace the runs ``compaction`` merged by its result, where the first of them
-        was; False (and nothing changes) if any of them has gone or changed since it was
-        planned (merged or rewritten by the writer). Runs appended since stay as they are;
-        rows evicted since are left out by lookups until the merged run is rewritten."""
-        merged_from = {id(run) for run in compaction.runs}
+        """Replace the runs ``compaction`` merged by its result; False (and nothing changes)
+        if the writer merged any of them since it was planned.
+
+        Evictions since are no obstacle: a run cut by one is replaced by a run of some of its
+        rows (its lineage says so), and that run goes too; a run dropped whole had only rows
+        below the watermark. The merged run holds them all, and lookups leave out the evicted
+        ones until the run is rewritten. Runs appended since stay as they are."""
+        merged_from = {run.serial for run in compaction.runs}
         current = self._runs
-        if len(merged_from & {id(run) for run in current}) < len(merged_from):
-            return False
+        present = {run.serial for run in current}
+        cut = set().union(*(run.lineage for run in current)) & merged_from
+        dropped = merged_from.intersection(self._dropped)
+        if merged_from - present - cut - dropped:
+            return False  # merged by the writer: its rows are in another run now
         runs: list[_Run] = []
+        placed = compaction.merged is None
         for run in current:
-            if id(run) not in merged_from:
-                runs.append(run)
-            elif run is compaction.runs[0] and compaction.merged is not None:
-                runs.append(compaction.merged)
+            if run.serial in merged_from or run.lineage & merged_from:
+                if not placed and compaction.merged is not None:
+                    runs.append(compaction.merged)  # where the first of them was
+                    placed = True
+                continue
+            runs.append(run)
+        if not placed and compaction.merged is not None:
+            runs.append(compaction.merged)  # every run it read was dropped whole
         self._runs = tuple(runs)
         return True
 
@@ -494,12 +517,18 @@ class SeriesIndex:
                 if (len(keep) - int(keep.sum())) * _REWRITE_SHARE >= len(keep):
                     ranks = run.ranks(run.keys)[keep]
                     kept = _run(run.table.filter(pa.array(keep)), ranks, run.keys, ts[keep])
+                    if kept is not None:
+                        lineage = run.lineage | {run.serial}
+                        kept = dataclasses.replace(kept, lineage=lineage)
             if kept is not None:
                 runs.append(kept)
+            else:
+                self._dropped.append(run.serial)
         self._runs = tuple(runs)
 
     def clear(self) -> None:
         self._runs = ()
+        self._dropped.clear()
         self._watermark = None
         self._disabled = False
 

@@ -11,8 +11,8 @@ order (CACHE-10): it rewrites the table if enough has changed, and new work arri
 that rewrite at once; under continuous load it rewrites only when the table has grown
 threefold since its last rewrite (later appends then wait for it). It also wakes a second
 thread that merges the series index's runs (CACHE-11): a merge of millions of rows takes a
-second or more, and appends go on meanwhile (the merge is installed only if the runs it read
-are still there). While :meth:`Appender.paused` is held (warm start submits the stored
+second or more, and appends go on meanwhile (the merge is dropped if the writer merged the
+runs it read). While :meth:`Appender.paused` is held (warm start submits the stored
 samples piece by piece) neither runs.
 """
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from hyprstream.backend._series import BUCKET_ORIGIN_US, SeriesIndex, bucket_groups
@@ -104,6 +104,89 @@ def test_lookups_match_the_rows_appended_and_not_evicted(
     index.compact()
     if index.rows and max_run_rows > index.rows:
         assert index.runs <= 1 + int(np.log2(index.rows + 1))
+
+
+_force = st.tuples(st.just("force"), st.none(), st.just(False))
+#: A merge planned aside, then what the writer does meanwhile, then the merge installed.
+_planned = st.tuples(
+    st.just("planned"),
+    st.lists(st.one_of(_append, _evict, _evict, _force), max_size=4),
+    st.booleans(),
+)
+
+
+def _eight(start: int) -> tuple[str, object, bool]:
+    return ("append", [("ab"[t % 2], t, float(t)) for t in range(start, start + 8)], False)
+
+
+@example(  # a run cut by an eviction while the merge that read it was planned
+    steps=[_eight(0), _eight(8), _eight(16), ("planned", [("evict", 4, False)], False)],
+    max_runs=32,
+)
+@example(  # a run dropped whole meanwhile, and one appended
+    steps=[_eight(0), _eight(8), ("planned", [("evict", 8, False), _eight(30)], False)],
+    max_runs=32,
+)
+@given(
+    steps=st.lists(
+        st.one_of(_append, _append, _evict, _compact, _force, _planned, _planned),
+        min_size=1,
+        max_size=25,
+    ),
+    max_runs=st.sampled_from([2, 3, 32]),
+)
+def test_merges_planned_aside_never_change_what_lookups_return(
+    steps: list[tuple[str, object, bool]], max_runs: int
+) -> None:
+    """The hot cache plans merges on another thread while the writer appends, evicts and
+    merges (CACHE-11): whatever happened in between, an installed merge (or a refused one)
+    leaves every lookup holding exactly the rows appended and not evicted."""
+    index = SeriesIndex(merge_factor=2, max_runs=max_runs)
+    everything: list[dict[str, object]] = []
+    watermark: int | None = None
+    serial = 0
+
+    def do(kind: str, payload: object) -> None:
+        nonlocal watermark, serial
+        if kind == "append":
+            assert isinstance(payload, list)
+            table = _table(payload, False, serial)
+            serial += table.num_rows
+            index.append(table)
+            everything.extend(table.to_pylist())
+        elif kind == "evict":
+            assert isinstance(payload, int)
+            index.evict(payload)
+            watermark = payload if watermark is None else max(watermark, payload)
+        elif kind == "compact":
+            index.compact()
+        else:
+            index.compact(force=True)
+
+    for kind, payload, force in steps:
+        if kind == "planned":
+            assert isinstance(payload, list)
+            pending = index.plan_compaction(background=True, force=force)
+            for inner_kind, inner_payload, _ in payload:
+                do(inner_kind, inner_payload)
+            if pending is not None:
+                index.install(pending)
+        else:
+            do(kind, payload)
+        schema = metrics_schema([])
+        for metric in METRICS:
+            got = index.series(metric, schema)
+            assert got is not None
+            got_rows = got.to_pylist()
+            stamps = [r["timestamp"] for r in got_rows]
+            assert stamps == sorted(stamps)
+            expected = [
+                r
+                for r in everything
+                if r["metric_id"] == metric
+                and (watermark is None or r["timestamp"].timestamp() * 1e6 >= watermark)  # type: ignore[attr-defined]
+            ]
+            assert sorted(got_rows, key=_key) == sorted(expected, key=_key)
 
 
 AGGREGATED = ("value", "value_running_window_avg", "value_running_window_count", "timestamp")

@@ -268,9 +268,19 @@ def test_a_merge_planned_before_an_eviction_never_brings_evicted_rows_back() -> 
     index = _three_runs()
     planned = index.plan_compaction(background=True)
     assert planned is not None
-    index.evict(4)  # half of the first run: rewritten, so the merge no longer applies
-    assert not index.install(planned)
+    index.evict(4)  # half of the first run: rewritten without those rows
+    assert index.install(planned)  # the rewritten run goes, the merged run holds its rows
+    assert index.runs == 1
     assert _stamps(index, "a") == list(range(4, 24, 2))
+    assert _stamps(index, "b") == list(range(5, 24, 2))
+    index = _three_runs()
+    planned = index.plan_compaction(background=True)
+    assert planned is not None
+    index.evict(8)  # the whole first run: dropped
+    index.append(_rows(["a"], [30]))
+    assert index.install(planned)
+    assert index.runs == 2  # the merged run and the later one
+    assert _stamps(index, "a") == [*range(8, 24, 2), 30]
     index = _three_runs(16)
     planned = index.plan_compaction(background=True)
     assert planned is not None
