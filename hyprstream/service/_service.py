@@ -255,11 +255,11 @@ class Hyprstream:
             seen = {str(v) for t in stored for v in pc.unique(t["window"]).to_pylist()}
             open_since, new_marks = self._rebuild_span(marks, seen, lateness_before, stream_time)
             since = None if hot_since is None or open_since is None else min(hot_since, open_since)
-            conformed = (
-                self._conform(pa.Table.from_batches([b])) for b in self.backend.scan(since)
+            pieces = (
+                self._conform(piece) for piece in _gathered(self.backend.scan(since), _WARM_ROWS)
             )
             with self._appender.paused():
-                loaded = self._load_samples(_gathered(conformed, _WARM_ROWS), hot_since, open_since)
+                loaded = self._load_samples(pieces, hot_since, open_since)
             # Windows the watermark has passed: those that start at or after open_since as
             # merged again (they are whole), older ones as the backend committed them (only
             # sizes kept longer than the rebuild horizon have any still kept, BE-8).
@@ -586,10 +586,10 @@ class Hyprstream:
                 "window_start": pa.array([start for _, start in named], TIMESTAMP_TYPE),
             }
         )
-        open_rows = self._window_rows(opened, self._metrics.names_array())
+        names = self._metrics.names_array()
+        open_rows = self._window_rows(opened, names)
         # One table per size, its rows in the window index's order: each index keeps only
         # its own size's rows (a slice of a shared table would keep every size's buffers).
-        names = self._metrics.names_array()
         by_size: dict[WindowSize, list[tuple[WindowSize, int, StateColumns, np.ndarray | None]]]
         by_size = {}
         for closed_window in self._closed:
@@ -1166,22 +1166,23 @@ def _label_types(table: pa.Table, labels: dict[str, pa.DataType]) -> pa.Table:
     return table
 
 
-def _gathered(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """``tables`` (of one schema) joined into tables of at least ``rows`` rows, but the last;
-    empty ones are left out. Backends stream in batches of their own size (DuckDB's are
-    2,048 rows), and each batch the hot cache appends costs a commit and an index run."""
+def _gathered(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """``batches`` joined into tables of at least ``rows`` rows, but the last; empty ones are
+    left out. Backends stream in batches of their own size (DuckDB's are 2,048 rows), and
+    each table the hot cache appends costs a commit and an index run. Batches whose schemas
+    differ (the memory backend's, from before and after a label was added) are unified."""
     group: list[pa.Table] = []
     count = 0
-    for table in tables:
-        if not table.num_rows:
+    for batch in batches:
+        if not batch.num_rows:
             continue
-        group.append(table)
-        count += table.num_rows
+        group.append(pa.Table.from_batches([batch]))
+        count += batch.num_rows
         if count >= rows:
-            yield pa.concat_tables(group)
+            yield pa.concat_tables(group, promote_options="default")
             group, count = [], 0
     if group:
-        yield pa.concat_tables(group)
+        yield pa.concat_tables(group, promote_options="default")
 
 
 def _resolved(result: IngestResult) -> Future[IngestResult]:

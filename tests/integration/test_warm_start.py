@@ -84,8 +84,8 @@ def test_a_restart_reads_the_backend_in_pieces_and_answers_the_same(
     pieces: list[int] = []
     gathered = _service._gathered
 
-    def recorded(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
-        for table in gathered(tables, rows):
+    def recorded(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+        for table in gathered(batches, rows):
             pieces.append(table.num_rows)
             yield table
 
