@@ -345,6 +345,11 @@ class DuckDBHotCache:
         try:
             change(self._series)
         except Exception as exc:
+            self._index_failed(self._series, exc)
+
+    def _index_failed(self, index: SeriesIndex, exc: Exception) -> None:
+        """Turn the series index off (under the samples lock) after it failed."""
+        if self._series is index:
             log.error("the series index failed and is turned off: %s", exc)
             self._series = None
 
@@ -361,9 +366,7 @@ class DuckDBHotCache:
             planned = index.plan_compaction(background=True)
         except Exception as exc:
             with self._samples_lock:
-                if self._series is index:
-                    log.error("the series index failed and is turned off: %s", exc)
-                    self._series = None
+                self._index_failed(index, exc)
             return False
         if planned is None:
             return False

@@ -724,6 +724,7 @@ def sqlite_instant(micros: int) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
+@functools.lru_cache(maxsize=4096)
 def instant_outputs(sql: str, dialect: str) -> frozenset[str]:
     """Names of the result columns of ``sql`` that are instant columns of hyprstream's
     tables, bare or under MIN/MAX or time_bucket, whatever their alias, as a backend of
