@@ -83,6 +83,20 @@ def by_bucket(result: pa.Table) -> dict[Any, float]:
     return dict(zip(result["bucket"].to_pylist(), result["avg_value"].to_pylist(), strict=True))
 
 
+def assert_same_buckets(got: pa.Table, expected: pa.Table, name: str) -> None:
+    """The same averages per bucket, up to float rounding. The oldest bucket is cut by
+    "NOW() - 24 hours", a few seconds apart in the two runs (and the 5-minute window holds
+    its whole bucket): it is skipped."""
+    g, e = by_bucket(got), by_bucket(expected)
+    common = set(g) & set(e)
+    assert len(common) >= len(e) - 2
+    common.discard(min(common))
+    wrong = [
+        (b, g[b], e[b]) for b in sorted(common) if abs(g[b] - e[b]) > 1e-9 * max(1.0, abs(e[b]))
+    ]
+    assert not wrong, f"{name}: buckets differ: {wrong[:5]}"
+
+
 @pytest.mark.parametrize("rows", SCALES, ids=lambda n: f"{n // 1_000_000}M")
 def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows: int) -> None:  # noqa: F811
     database = postgres.new_database()
@@ -143,18 +157,7 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
                 # Same answers (up to float rounding, and rows crossing NOW() between runs).
                 assert abs(h_result.num_rows - p_result.num_rows) <= 2
                 if name.startswith("dashboard"):
-                    h_avg, p_avg = by_bucket(h_result), by_bucket(p_result)
-                    # The oldest bucket is cut by "NOW() - 24 hours", a few seconds apart in
-                    # the two runs (and the 5-minute window holds its whole bucket): skip it.
-                    common = set(h_avg) & set(p_avg)
-                    assert len(common) >= len(p_avg) - 2
-                    common.discard(min(common))
-                    wrong = [
-                        (b, h_avg[b], p_avg[b])
-                        for b in sorted(common)
-                        if abs(h_avg[b] - p_avg[b]) > 1e-9 * max(1.0, abs(p_avg[b]))
-                    ]
-                    assert not wrong, f"{name}: buckets differ: {wrong[:5]}"
+                    assert_same_buckets(h_result, p_result, name)
                 out[name] = {
                     "hyprstream_p50_ms": ms(h_samples, 50),
                     "hyprstream_p99_ms": ms(h_samples, 99),
@@ -175,16 +178,7 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
         with flightsql.connect(proc.uri, autocommit=True) as h, h.cursor() as hc:
             for name, hsql in (("dashboard", DASHBOARD), ("dashboard_raw", DASHBOARD_RAW)):
                 hc.execute(hsql)
-                after, before = by_bucket(hc.fetch_arrow_table()), by_bucket(answers[name])
-                common = set(after) & set(before)
-                assert len(common) >= len(before) - 2
-                common.discard(min(common))  # cut by NOW() - 24 hours at another instant
-                wrong = [
-                    (b, after[b], before[b])
-                    for b in sorted(common)
-                    if abs(after[b] - before[b]) > 1e-9 * max(1.0, abs(before[b]))
-                ]
-                assert not wrong, f"{name} after restart: buckets differ: {wrong[:5]}"
+                assert_same_buckets(hc.fetch_arrow_table(), answers[name], f"{name} after restart")
     _summary["scales"][str(rows)] = out
     benchmark.extra_info.update(out)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)

@@ -11,14 +11,17 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import adbc_driver_sqlite.dbapi as sqlite
+import duckdb
 import pyarrow as pa
 import pytest
 
 from hyprstream.app import Node, start
 from hyprstream.config import load_config
 from hyprstream.model import TIMESTAMP_TYPE
+from hyprstream.service._routing import sqlite_instant, to_backend_sql
 from tests.integration.conftest import put, query
 
 pytestmark = pytest.mark.integration
@@ -157,26 +160,31 @@ BUCKET_FILTERS = [
 ]
 
 
-@pytest.mark.parametrize("condition", BUCKET_FILTERS)
-def test_sqlite_compares_time_buckets_as_instants(condition: str) -> None:
-    """A bucket compared with text, a literal or a time expression, as DuckDB compares it."""
-    import duckdb
-
-    from hyprstream.service._routing import to_backend_sql
-
-    now = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
-    stamps = pa.table(
-        {"timestamp": pa.array([now - i * 600_000_000 for i in range(40)], TIMESTAMP_TYPE)}
-    )
-    sql = f"SELECT count(*) AS n FROM metrics WHERE {condition}"
+def _sqlite_and_duckdb(stamps_us: list[int], sql: str, now_us: int) -> tuple[list[Any], list[Any]]:
+    """``sql`` over a table ``metrics`` of these instants: translated and run by SQLite on
+    the text it would hold, and run by DuckDB itself (in UTC, NOW() at ``now_us``)."""
+    stamps = pa.table({"timestamp": pa.array(stamps_us, TIMESTAMP_TYPE)})
     with sqlite.connect() as conn, conn.cursor() as cur:
-        cur.adbc_ingest("metrics", stamps, mode="create")
-        cur.execute(to_backend_sql(sql, "sqlite", now))
+        cur.execute("CREATE TABLE metrics (timestamp TEXT)")
+        for t in stamps_us:
+            cur.execute("INSERT INTO metrics VALUES (?)", (sqlite_instant(t),))
+        cur.execute(to_backend_sql(sql, "sqlite", now_us))
         got = cur.fetchall()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("metrics", stamps)
-    expected = con.execute(sql.replace("NOW()", f"make_timestamptz({now})")).fetchall()
+    expected = con.execute(sql.replace("NOW()", f"make_timestamptz({now_us})")).fetchall()
+    return got, expected
+
+
+@pytest.mark.parametrize("condition", BUCKET_FILTERS)
+def test_sqlite_compares_time_buckets_as_instants(condition: str) -> None:
+    """A bucket compared with text, a literal or a time expression, as DuckDB compares it."""
+    now = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
+    stamps = [now - i * 600_000_000 for i in range(40)]
+    got, expected = _sqlite_and_duckdb(
+        stamps, f"SELECT count(*) AS n FROM metrics WHERE {condition}", now
+    )
     assert got == expected
     assert expected[0][0] > 0
 
@@ -184,20 +192,8 @@ def test_sqlite_compares_time_buckets_as_instants(condition: str) -> None:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_sqlite_time_buckets_equal_duckdbs(width: str) -> None:
     """The translation, run by SQLite on its instant text, against DuckDB's time_bucket."""
-    import duckdb
-
-    from hyprstream.service._routing import sqlite_instant, to_backend_sql
-
-    sql = f"SELECT time_bucket(INTERVAL '{width}', timestamp) AS b FROM metrics ORDER BY rowid"
-    with sqlite.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE metrics (timestamp TEXT)")
-        for t in INSTANTS_US:
-            cur.execute("INSERT INTO metrics VALUES (?)", (sqlite_instant(t),))
-        cur.execute(to_backend_sql(sql, "sqlite", 0))
-        got = [row[0] for row in cur.fetchall()]
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    stamps = pa.table({"timestamp": pa.array(INSTANTS_US, TIMESTAMP_TYPE)})
-    con.register("metrics", stamps)
-    expected = con.execute(sql.replace(" ORDER BY rowid", "")).fetchall()
-    assert got == [sqlite_instant(int(row[0].timestamp() * 1_000_000)) for row in expected]
+    sql = f"SELECT time_bucket(INTERVAL '{width}', timestamp) AS b FROM metrics ORDER BY timestamp"
+    got, expected = _sqlite_and_duckdb(INSTANTS_US, sql, 0)
+    assert [row[0] for row in got] == [
+        sqlite_instant(int(row[0].timestamp() * 1_000_000)) for row in expected
+    ]
