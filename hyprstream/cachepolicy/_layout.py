@@ -21,7 +21,7 @@ Pure: no clock, no I/O.
 
 from __future__ import annotations
 
-__all__ = ["REWRITE_FLOOR", "rewrite_due"]
+__all__ = ["REWRITE_FLOOR", "compress_due", "rewrite_due"]
 
 #: One DuckDB row group: rewriting fewer changed rows than this cannot skip a row group more.
 REWRITE_FLOOR = 122_880
@@ -40,3 +40,13 @@ def rewrite_due(*, changed: int, rows: int, idle: bool, floor: int = REWRITE_FLO
     if idle:
         return changed >= max(floor, rows // 8)
     return changed >= max(_LOADED_FLOORS * floor, 2 * clustered)
+
+
+def compress_due(*, written: int, idle: bool, floor: int = REWRITE_FLOOR) -> bool:
+    """Whether to checkpoint (compress) the hot cache, given the rows ``written`` to its
+    tables (appended, deleted or rewritten) since its last checkpoint and whether its writer
+    is ``idle``: only when idle (a checkpoint holds up appends, not queries, for its whole
+    length) and once at least ``floor`` rows, a row group, wait to be compressed."""
+    if written < 0 or floor < 0:
+        raise ValueError("row counts must not be negative")
+    return idle and written > 0 and written >= floor

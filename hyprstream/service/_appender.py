@@ -12,8 +12,10 @@ that rewrite at once; under continuous load it rewrites only when the table has 
 threefold since its last rewrite (later appends then wait for it). It also wakes a second
 thread that merges the series index's runs (CACHE-11): a merge of millions of rows takes a
 second or more, and appends go on meanwhile (the merge is dropped if the writer merged the
-runs it read). While :meth:`Appender.paused` is held (warm start submits the stored
-samples piece by piece) neither runs.
+runs it read). After the rewrite, if any, it has DuckDB checkpoint the hot cache, which
+compresses what was written since the last checkpoint (CACHE-12); appends arriving then wait
+for it. While :meth:`Appender.paused` is held (warm start submits the stored samples piece by
+piece) none of these runs.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class Appender:
                     if not self._pauses:
                         self._compact_wanted.set()
                         self._rewrite(idle=True)
+                        self._compress()
                     continue
             if item is None:
                 return
@@ -178,6 +181,12 @@ class Appender:
             self._cache.rewrite_samples(idle=idle, still_idle=self._still_idle)
         except Exception as exc:  # the layout is an optimisation: never fail an append for it
             log.warning("could not rewrite the hot samples: %s", exc)
+
+    def _compress(self) -> None:
+        try:
+            self._cache.compress(still_idle=self._still_idle)
+        except Exception as exc:  # an optimisation as well
+            log.warning("could not compress the hot cache: %s", exc)
 
     @staticmethod
     def _do(future: Future[None], action: Callable[[], None]) -> None:

@@ -1,6 +1,7 @@
 """CACHE-10: the hot ``metrics`` table is rewritten into its clustered order -- samples older
 than the recent span sorted by metric, the recent ones by time -- without changing a single
-answer, and an idle rewrite gives way to new work at once."""
+answer, and an idle rewrite gives way to new work at once. CACHE-12: in idle time the hot
+cache is checkpointed, which compresses it, again without changing an answer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_manager
+import adbc_driver_manager.dbapi as adbc_dbapi
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -390,3 +393,108 @@ def test_an_interruption_just_before_the_rewrite_starts_still_stops_it() -> None
         cache.append(batch(10, 3, 96, END_US, END_US + 1_000))
     finally:
         cache.close()
+
+
+# -- CACHE-12: compression ------------------------------------------------------------------
+
+
+def duckdb_bytes(cache: DuckDBHotCache) -> int:
+    used = cache.query("SELECT sum(memory_usage_bytes)::BIGINT AS b FROM duckdb_memory()")
+    return int(used.column("b")[0].as_py())
+
+
+def test_compress_shrinks_the_hot_cache_and_changes_no_answer(cache: DuckDBHotCache) -> None:
+    for seed in range(4):  # 400,000 rows: a few row groups to compress
+        cache.append(batch(100_000, 50, 90 + seed, END_US - 24 * HOUR_US, END_US))
+    before, used = content(cache), duckdb_bytes(cache)
+    assert cache.compress_wanted(idle=True)
+    assert not cache.compress_wanted(idle=False)  # never under load
+    assert cache.compress()
+    assert duckdb_bytes(cache) < used / 2
+    assert content(cache) == before
+    assert not cache.compress_wanted(idle=True)  # nothing written since
+    cache.append(batch(500, 50, 95, END_US, END_US + 60_000_000))
+    assert not cache.compress_wanted(idle=True)  # 500 rows: below the floor
+    cache.evict_samples(END_US - 12 * HOUR_US)  # deletions count: a checkpoint reclaims them
+    assert cache.compress_wanted(idle=True)
+    expected = content(cache)
+    assert cache.compress()
+    assert content(cache) == expected
+    assert len(expected) < 400_500
+
+
+def test_a_rewritten_table_is_compressed_again(cache: DuckDBHotCache) -> None:
+    for seed in range(3):
+        cache.append(batch(100_000, 50, 100 + seed, END_US - 24 * HOUR_US, END_US))
+    assert cache.compress()
+    compressed = duckdb_bytes(cache)
+    assert cache.rewrite_samples(idle=True, force=True)  # a new table, not compressed
+    assert cache.compress_wanted(idle=True)
+    assert cache.compress()
+    assert duckdb_bytes(cache) < 1.5 * compressed
+
+
+def test_compress_does_not_start_when_work_came_in(cache: DuckDBHotCache) -> None:
+    cache.append(batch(3_000, 20, 110, END_US - 24 * HOUR_US, END_US))
+    assert not cache.compress(still_idle=lambda: False)
+    assert cache.compress_wanted(idle=True)  # still due, for the next idle moment
+
+
+class _FailingConnection:
+    """Stands in for the connection checkpoints run on: every statement fails."""
+
+    def cursor(self) -> Any:
+        return self
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, sql: str) -> None:
+        raise adbc_dbapi.OperationalError(
+            f"IO Error: could not run {sql}", status_code=adbc_driver_manager.AdbcStatusCode.IO
+        )
+
+
+def test_a_failed_checkpoint_waits_for_more_writes_and_breaks_nothing(
+    cache: DuckDBHotCache, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache.append(batch(3_000, 20, 120, END_US - 24 * HOUR_US, END_US))
+    working = cache._clusterer
+    monkeypatch.setattr(cache, "_clusterer", _FailingConnection())
+    with caplog.at_level("WARNING", logger="hyprstream"):
+        assert not cache.compress()
+    assert "compressing the hot cache failed: IO Error: could not run CHECKPOINT" in caplog.text
+    assert not cache.compress_wanted(idle=True)  # not again at once
+    cache.append(batch(1_000, 20, 121, END_US, END_US + 1_000))
+    assert cache.compress_wanted(idle=True)  # a floor of rows later: again
+    monkeypatch.setattr(cache, "_clusterer", working)
+    assert cache.compress()
+    assert cache.query("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 4_000}]
+
+
+def test_the_appender_compresses_in_its_idle_time_but_not_while_paused(
+    cache: DuckDBHotCache,
+) -> None:
+    appender = Appender(cache, idle_s=0.02)
+    try:
+        with appender.paused():
+            for seed in range(3):
+                rows = batch(100_000, 50, 130 + seed, END_US - 24 * HOUR_US, END_US)
+                appender.submit(rows).result(timeout=30)
+            time.sleep(0.3)  # idle for 15 idle periods
+            assert cache.compress_wanted(idle=True)
+            used = duckdb_bytes(cache)
+            expected = content(cache)
+        deadline = time.monotonic() + 30
+        while (
+            cache.compress_wanted(idle=True) or cache.rewrite_wanted(idle=True)
+        ) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not cache.compress_wanted(idle=True)
+        assert duckdb_bytes(cache) < used / 2
+        assert content(cache) == expected
+    finally:
+        appender.close()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hyprstream.cachepolicy import CachePolicy, Entry, evictions, may_evict, rewrite_due
+from hyprstream.cachepolicy import (
+    CachePolicy,
+    Entry,
+    compress_due,
+    evictions,
+    may_evict,
+    rewrite_due,
+)
 
 
 def e(key: str, size: int = 10, created: int = 0, used: int = 0, pinned: bool = False) -> Entry:
@@ -81,6 +88,24 @@ def test_rewrites_under_continuous_load_cost_at_most_one_and_a_half_times_the_ro
 def test_negative_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="must not be negative"):
         rewrite_due(changed=-1, rows=0, idle=True)
+    with pytest.raises(ValueError, match="must not be negative"):
+        compress_due(written=-1, idle=True)
+    with pytest.raises(ValueError, match="must not be negative"):
+        compress_due(written=1, idle=True, floor=-1)
+
+
+# -- CACHE-12: when the hot cache is checkpointed (compressed) -----------------------------
+
+
+def test_compress_only_when_idle_and_a_row_group_was_written() -> None:
+    assert not compress_due(written=999, idle=True, floor=1_000)
+    assert compress_due(written=1_000, idle=True, floor=1_000)
+    assert compress_due(written=10**9, idle=True, floor=1_000)
+    # Under load never: appends would wait for the whole checkpoint.
+    assert not compress_due(written=10**9, idle=False, floor=1_000)
+    # Nothing written: nothing to compress, even with no floor.
+    assert not compress_due(written=0, idle=True, floor=0)
+    assert compress_due(written=1, idle=True, floor=0)
 
 
 @pytest.mark.parametrize(
