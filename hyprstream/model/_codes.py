@@ -78,6 +78,13 @@ def text_key(strings: pa.StringArray) -> np.ndarray:
     return words
 
 
+def _sortable(words: np.ndarray) -> np.ndarray:
+    """:func:`text_key` words as 16-byte strings, which numpy orders as the words are."""
+    big_endian = np.ascontiguousarray(words.astype(">u8"))
+    out: np.ndarray = big_endian.view("S16").reshape(len(words))
+    return out
+
+
 #: How many ids :meth:`MetricDictionary.code` remembers.
 _ASKED = 4096
 
@@ -89,7 +96,11 @@ class MetricDictionary:
         self._names: pa.StringArray = pa.array([], pa.utf8())
         self._hashes = np.zeros(0, np.uint64)  # sorted
         self._hash_codes = np.zeros(0, np.int64)  # code of each sorted hash
-        self._text_keys = np.zeros((0, 2), np.uint64)  # text_key of each code
+        # Codes in text order (by text_key), and each code's position in that order: a
+        # batch of known ids is ranked by a gather, with no sort.
+        self._sorted_keys = np.zeros(0, "S16")
+        self._by_text = np.zeros(0, np.int64)
+        self._text_rank = np.zeros(0, np.int64)
         self._collided: dict[str, int] = {}  # ids whose hash another id already has
         self._asked: dict[str, int] = {}  # ids :meth:`code` found, at most _ASKED
 
@@ -106,8 +117,10 @@ class MetricDictionary:
         return codes, new
 
     def encode_ranked(self, ids: pa.Array) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """Like :meth:`encode`, plus each row's rank of its id in text order within the batch
-        (by the first 16 bytes, see :func:`text_key`).
+        """Like :meth:`encode`, plus a sort key per row that puts ids in text order (by the
+        first 16 bytes, see :func:`text_key`): equal for rows of one id, larger for an id
+        later in that order. Its values are not dense: they come from the ids' places in the
+        text order of all known ids (kept up to date by :meth:`commit`).
 
         Storing a batch ordered by that rank keeps each id's rows together *and* in text
         order, so that per-segment min/max statistics on the id column can prune scans.
@@ -128,19 +141,24 @@ class MetricDictionary:
                     new.append(name)
                 mapping[i] = code
         indices = encoded.indices.to_numpy(zero_copy_only=False)
-        # Text keys are kept per code, so only ids new to the dictionary are read here.
         committed = len(self._names)
         fresh = np.flatnonzero(mapping >= committed)
-        if len(fresh) == len(mapping):
-            words = text_key(uniques)
-        else:
-            words = self._text_keys[np.minimum(mapping, committed - 1)]
-            if len(fresh):
-                words[fresh] = text_key(uniques.take(pa.array(fresh)))
-        by_text = np.lexsort((words[:, 1], words[:, 0]))
-        rank_of_unique = np.empty(len(uniques), dtype=np.int64)
-        rank_of_unique[by_text] = np.arange(len(uniques), dtype=np.int64)
-        return mapping[indices], new, rank_of_unique[indices]
+        if not len(fresh):  # every id known: its place in the text order of all known ids
+            codes = mapping[indices]
+            return codes, new, self._text_rank[codes]
+        # Known ids keep their place r (key (2r + 1) * m); a new id goes between places, at
+        # its insertion point p (key 2p * m), then by its order among the new ones (+ 0..m-1).
+        # Only the new ids' text is read.
+        keys = _sortable(text_key(uniques.take(pa.array(fresh))))
+        by_key = np.argsort(keys, kind="stable")
+        among_new = np.empty(len(fresh), np.int64)
+        among_new[by_key] = np.arange(len(fresh), dtype=np.int64)
+        m = len(fresh) + 1
+        sort_key = np.empty(len(uniques), np.int64)
+        known = mapping < committed
+        sort_key[known] = (2 * self._text_rank[mapping[known]] + 1) * m
+        sort_key[fresh] = 2 * np.searchsorted(self._sorted_keys, keys) * m + among_new
+        return mapping[indices], new, sort_key[indices]
 
     def _lookup(self, uniques: pa.StringArray) -> np.ndarray:
         """Codes of distinct ids, -1 where unknown (or known only through the side table)."""
@@ -188,8 +206,15 @@ class MetricDictionary:
         at = np.searchsorted(self._hashes, new_h)  # a linear merge of two sorted arrays
         self._hashes = np.insert(self._hashes, at, new_h)
         self._hash_codes = np.insert(self._hash_codes, at, new_c)
-        self._text_keys = np.concatenate((self._text_keys, text_key(added)))
         self._names = pa.concat_arrays([self._names, added])
+        # Merged into the text order: a linear pass over the known ids, not a sort of them.
+        keys = _sortable(text_key(added))
+        by_key = np.argsort(keys, kind="stable")
+        at = np.searchsorted(self._sorted_keys, keys[by_key])
+        self._sorted_keys = np.insert(self._sorted_keys, at, keys[by_key])
+        self._by_text = np.insert(self._by_text, at, np.arange(first, first + len(new))[by_key])
+        self._text_rank = np.empty(len(self._by_text), np.int64)
+        self._text_rank[self._by_text] = np.arange(len(self._by_text), dtype=np.int64)
 
     def code(self, name: str) -> int | None:
         """The code of a committed id, or None. Found codes are remembered (a few thousand:
