@@ -189,6 +189,35 @@ def test_window_table_bytes() -> None:
     _summary["results"]["window_table"] = {"duckdb_bytes_per_window_row": (after - before) / n}
 
 
+def test_hot_cache_bytes(data: tuple[int, list[pa.RecordBatch]]) -> None:
+    """The hot cache's copy of the samples: DuckDB memory per sample as appended, and once
+    the idle checkpoint has compressed it (CACHE-12)."""
+    series, bs = data
+    service = Hyprstream(backend=MemoryBackend(), cache=DuckDBHotCache(), store=WindowStore())
+    cache = service.cache
+
+    def used() -> int:
+        value = cache.query("SELECT sum(memory_usage_bytes)::BIGINT AS b FROM duckdb_memory()")
+        return int(value.column("b")[0].as_py())
+
+    try:
+        base = used()
+        # Held paused, the appender leaves the checkpoint to this test (as during warm start).
+        with service._appender.paused():
+            for b in bs:
+                service.ingest(b)
+            service.query("SELECT 1")  # window changes reach their tables too
+            appended = used()
+            assert cache.compress()
+            compressed = used()
+    finally:
+        service.close()
+    _summary["results"][f"hot_cache/{series}"] = {
+        "duckdb_bytes_per_sample_appended": (appended - base) / ROWS,
+        "duckdb_bytes_per_sample_compressed": (compressed - base) / ROWS,
+    }
+
+
 def test_service(benchmark: Any, data: tuple[int, list[pa.RecordBatch]]) -> None:
     series, bs = data
     services: list[Hyprstream] = []
