@@ -1,12 +1,14 @@
 """hyprstream in front of PostgreSQL versus PostgreSQL alone, at 1,000,000 and 10,000,000 samples.
 
-For each scale, in one run: samples of 1,000 metrics spread over the last 24 hours are ingested
+For each case, in one run: samples of 1,000 metrics spread over the last 24 hours are ingested
 through hyprstream with PostgreSQL write-through (timed: write-through throughput), and the same
 samples are bulk-ingested straight into PostgreSQL through ADBC into a table with the same
 index (timed: PostgreSQL's own rate). Then two queries are timed both ways, each through the
 ADBC client: the seed example, and a dashboard query (one metric's per-5-minute average over
 the last 24 hours); PostgreSQL answers them from hyprstream's own backend table, which has the
-(metric_id, timestamp) index.
+(metric_id, timestamp) index. The cases: 1,000,000 and 10,000,000 samples of 1,000 metrics
+(1,000 and 10,000 samples per metric), and 10,000,000 samples of 100 metrics (100,000 samples
+per metric over the day, about one a second: a dashboard over a metric scraped each second).
 
 Run: ``pytest perf/test_postgres_comparison.py --benchmark-enable -p no:cacheprovider -s``
 (needs PostgreSQL binaries or HYPRSTREAM_TEST_POSTGRES_URI, as the integration tests do).
@@ -32,8 +34,8 @@ from _support import HOUR_US, SEED_EXAMPLE_SQL, generate_dataset, put_pipelined
 from conformance.process import spawn_server
 from tests.integration.postgres import PostgresServer, postgres  # noqa: F401  (the fixture)
 
-SCALES = (1_000_000, 10_000_000)
-METRICS = 1_000
+#: (samples, metrics): the scales the targets name, then a denser metric at the larger one.
+CASES = ((1_000_000, 1_000), (10_000_000, 1_000), (10_000_000, 100))
 BATCH_ROWS = 65_536
 SPAN_US = 24 * HOUR_US
 RESULTS = Path(__file__).with_name("results") / "postgres_comparison.json"
@@ -57,7 +59,7 @@ DASHBOARD_PG = (
     "AND \"timestamp\" >= NOW() - INTERVAL '24 hours' GROUP BY bucket ORDER BY bucket"
 )
 
-_summary: dict[str, Any] = {"metrics": METRICS, "scales": {}}
+_summary: dict[str, Any] = {"cases": {}}
 
 
 def timed(cursor: Any, sql: str, rounds: int) -> tuple[list[float], pa.Table]:
@@ -97,15 +99,25 @@ def assert_same_buckets(got: pa.Table, expected: pa.Table, name: str) -> None:
     assert not wrong, f"{name}: buckets differ: {wrong[:5]}"
 
 
-@pytest.mark.parametrize("rows", SCALES, ids=lambda n: f"{n // 1_000_000}M")
-def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows: int) -> None:  # noqa: F811
+def case_name(case: tuple[int, int]) -> str:
+    return f"{case[0] // 1_000_000}M_{case[1]}_metrics"
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_name)
+def test_compare(
+    benchmark: Any,
+    postgres: PostgresServer,  # noqa: F811
+    tmp_path: Path,
+    case: tuple[int, int],
+) -> None:
+    rows, metrics = case
     database = postgres.new_database()
     data = list(
-        generate_dataset(rows=rows, metrics=METRICS, span_us=SPAN_US, seed=rows).batches(BATCH_ROWS)
+        generate_dataset(rows=rows, metrics=metrics, span_us=SPAN_US, seed=rows).batches(BATCH_ROWS)
     )
     config = tmp_path / "hyprstream.toml"
     config.write_text('[windows]\nretention = { "5m" = "25h" }\n')
-    out: dict[str, Any] = {"rows": rows}
+    out: dict[str, Any] = {"rows": rows, "metrics": metrics}
     answers: dict[str, pa.Table] = {}
     args = [
         "--engine",
@@ -179,7 +191,7 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
             for name, hsql in (("dashboard", DASHBOARD), ("dashboard_raw", DASHBOARD_RAW)):
                 hc.execute(hsql)
                 assert_same_buckets(hc.fetch_arrow_table(), answers[name], f"{name} after restart")
-    _summary["scales"][str(rows)] = out
+    _summary["cases"][case_name(case)] = out
     benchmark.extra_info.update(out)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
@@ -187,11 +199,11 @@ def test_compare(benchmark: Any, postgres: PostgresServer, tmp_path: Path, rows:
 @pytest.fixture(scope="module", autouse=True)
 def summary() -> Iterator[None]:
     yield
-    scales = _summary["scales"]
+    cases = _summary["cases"]
     lines = ["hyprstream vs PostgreSQL (through ADBC, same samples, same index)"]
-    for rows, r in scales.items():
+    for r in cases.values():
         lines.append(
-            f"  {int(rows):>11,} samples: write-through {r['write_through_rows_per_s']:>11,.0f} rows/s, "
+            f"  {r['rows']:>11,} samples of {r['metrics']:,} metrics: write-through {r['write_through_rows_per_s']:>11,.0f} rows/s, "
             f"PostgreSQL bulk {r['postgres_bulk_rows_per_s']:>11,.0f} rows/s "
             f"(ratio {r['write_through_vs_postgres_bulk']:.2f}, target >= 0.8); "
             f"restart {r['restart_s']:.1f} s"
@@ -203,14 +215,14 @@ def summary() -> Iterator[None]:
                 f"PostgreSQL p50 {x['postgres_p50_ms']:8.2f} ms p99 {x['postgres_p99_ms']:8.2f} ms | "
                 f"speedup {x['speedup_p50']:6.1f}x (target >= 10x at 10M)"
             )
-    if len(scales) == 2:
-        small, large = (scales[str(n)] for n in SCALES)
+    small, large = (cases.get(case_name(c)) for c in CASES[:2])
+    if small is not None and large is not None:
         for q in ("seed", "dashboard", "dashboard_raw"):
             gh = large[q]["hyprstream_p50_ms"] / small[q]["hyprstream_p50_ms"]
             gp = large[q]["postgres_p50_ms"] / small[q]["postgres_p50_ms"]
             _summary.setdefault("growth_1M_to_10M", {})[q] = {"hyprstream": gh, "postgres": gp}
             lines.append(f"  growth 1M -> 10M, {q}: hyprstream x{gh:.2f}, PostgreSQL x{gp:.2f}")
     print("\n" + "\n".join(lines))
-    if scales:
+    if cases:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(_summary, indent=2, default=float) + "\n")
