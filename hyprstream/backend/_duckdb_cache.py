@@ -485,10 +485,15 @@ class DuckDBHotCache:
         a quarter of the memory, and faster scans) and reclaims deleted rows. Queries go on
         meanwhile; appends wait until it ends, so the appender calls it only when idle, and
         ``still_idle`` (asked under the samples lock, before starting) can still stop it.
-        Returns whether it checkpointed."""
+        Returns whether it checkpointed.
+
+        DuckDB refuses to checkpoint while another transaction holds an uncommitted catalog
+        change, or began before a committed one (a query that started before a rewrite);
+        that passes, so the next idle moment tries again. Read-through results (whose
+        tables are such changes) wait meanwhile."""
         if not self.compress_wanted(idle=True):
             return False
-        with self._samples_lock:
+        with self._samples_lock, self._results_lock:
             if still_idle is not None and not still_idle():
                 return False
             written = self._uncompressed
@@ -496,11 +501,14 @@ class DuckDBHotCache:
                 with self._clusterer.cursor() as c:
                     c.execute("CHECKPOINT")
             except adbc_dbapi.Error as exc:
-                log.warning("compressing the hot cache failed: %s", _message(str(exc)))
+                text = _message(str(exc))
+                if "Cannot CHECKPOINT" in text:
+                    log.debug("the hot cache's checkpoint waits for a transaction: %s", text)
+                    return False
+                log.warning("compressing the hot cache failed: %s", text)
                 self._compress_blocked_below = written + self._rewrite_floor
                 return False
-            # Rows written meanwhile by other threads (read-through results) stay counted.
-            self._uncompressed = max(0, self._uncompressed - written)
+            self._uncompressed = 0
             self._compress_blocked_below = 0
             return True
 
@@ -539,7 +547,7 @@ class DuckDBHotCache:
     def store_result(self, name: str, table: pa.Table) -> None:
         with self._results_lock, self._results.cursor() as c:
             c.adbc_ingest(name, table, mode="replace")
-        self._uncompressed += table.num_rows  # a count lost to a race only delays a checkpoint
+            self._uncompressed += table.num_rows
 
     def read_result(self, name: str) -> pa.Table:
         return self.query(f"SELECT * FROM {_q(name)}")

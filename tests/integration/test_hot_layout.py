@@ -440,6 +440,30 @@ def test_compress_does_not_start_when_work_came_in(cache: DuckDBHotCache) -> Non
     assert cache.compress_wanted(idle=True)  # still due, for the next idle moment
 
 
+def test_a_checkpoint_refused_for_an_older_transaction_is_tried_again(
+    cache: DuckDBHotCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A query that began before a rewrite committed keeps DuckDB from checkpointing until it
+    # ends: no warning, no waiting for more writes, and the next try succeeds.
+    cache.append(batch(20_000, 30, 115, END_US - 24 * HOUR_US, END_US))
+    assert cache.compress()
+    reader = cache._connect(autocommit=False)  # a transaction left open, as a long query's
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SELECT count(*) FROM metrics")
+            assert cur.fetchall() == [(20_000,)]
+            assert cache.rewrite_samples(idle=True, force=True)
+            with caplog.at_level("WARNING", logger="hyprstream"):
+                assert not cache.compress()
+            assert not caplog.records
+            assert cache.compress_wanted(idle=True)  # at the next idle moment
+        reader.commit()
+        assert cache.compress()
+        assert not cache.compress_wanted(idle=True)
+    finally:
+        reader.close()
+
+
 class _FailingConnection:
     """Stands in for the connection checkpoints run on: every statement fails."""
 
