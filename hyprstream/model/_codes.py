@@ -96,10 +96,9 @@ class MetricDictionary:
         self._names: pa.StringArray = pa.array([], pa.utf8())
         self._hashes = np.zeros(0, np.uint64)  # sorted
         self._hash_codes = np.zeros(0, np.int64)  # code of each sorted hash
-        # Codes in text order (by text_key), and each code's position in that order: a
+        # The known ids' text keys in text order, and each code's place in that order: a
         # batch of known ids is ranked by a gather, with no sort.
         self._sorted_keys = np.zeros(0, "S16")
-        self._by_text = np.zeros(0, np.int64)
         self._text_rank = np.zeros(0, np.int64)
         self._collided: dict[str, int] = {}  # ids whose hash another id already has
         self._asked: dict[str, int] = {}  # ids :meth:`code` found, at most _ASKED
@@ -113,8 +112,8 @@ class MetricDictionary:
         New ids get codes without being committed: call :meth:`commit` with the returned
         list once the batch is accepted, or nothing, to forget them.
         """
-        codes, new, _ = self.encode_ranked(ids)
-        return codes, new
+        _, mapping, indices, new = self._encode(ids)
+        return mapping[indices], new
 
     def encode_ranked(self, ids: pa.Array) -> tuple[np.ndarray, list[str], np.ndarray]:
         """Like :meth:`encode`, plus a sort key per row that puts ids in text order (by the
@@ -125,22 +124,7 @@ class MetricDictionary:
         Storing a batch ordered by that rank keeps each id's rows together *and* in text
         order, so that per-segment min/max statistics on the id column can prune scans.
         """
-        encoded = ids.dictionary_encode()
-        uniques = encoded.dictionary
-        mapping = self._lookup(uniques)
-        new: list[str] = []
-        missing = np.flatnonzero(mapping < 0)
-        if len(missing):
-            next_code = len(self._names)
-            for i, name in zip(
-                missing.tolist(), uniques.take(pa.array(missing)).to_pylist(), strict=True
-            ):
-                code = self._collided.get(name)
-                if code is None:
-                    code = next_code + len(new)
-                    new.append(name)
-                mapping[i] = code
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        uniques, mapping, indices, new = self._encode(ids)
         committed = len(self._names)
         fresh = np.flatnonzero(mapping >= committed)
         if not len(fresh):  # every id known: its place in the text order of all known ids
@@ -159,6 +143,27 @@ class MetricDictionary:
         sort_key[known] = (2 * self._text_rank[mapping[known]] + 1) * m
         sort_key[fresh] = 2 * np.searchsorted(self._sorted_keys, keys) * m + among_new
         return mapping[indices], new, sort_key[indices]
+
+    def _encode(self, ids: pa.Array) -> tuple[pa.StringArray, np.ndarray, np.ndarray, list[str]]:
+        """The batch's distinct ids, their codes, each row's index among them, and the new
+        ids (coded from the next free code on, in first-seen order)."""
+        encoded = ids.dictionary_encode()
+        uniques = encoded.dictionary
+        mapping = self._lookup(uniques)
+        new: list[str] = []
+        missing = np.flatnonzero(mapping < 0)
+        if len(missing):
+            next_code = len(self._names)
+            for i, name in zip(
+                missing.tolist(), uniques.take(pa.array(missing)).to_pylist(), strict=True
+            ):
+                code = self._collided.get(name)
+                if code is None:
+                    code = next_code + len(new)
+                    new.append(name)
+                mapping[i] = code
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        return uniques, mapping, indices, new
 
     def _lookup(self, uniques: pa.StringArray) -> np.ndarray:
         """Codes of distinct ids, -1 where unknown (or known only through the side table)."""
@@ -208,13 +213,16 @@ class MetricDictionary:
         self._hash_codes = np.insert(self._hash_codes, at, new_c)
         self._names = pa.concat_arrays([self._names, added])
         # Merged into the text order: a linear pass over the known ids, not a sort of them.
+        # The i-th new key (in key order) lands at at[i] + i; a known place r moves up by the
+        # number of new keys inserted at or before it.
         keys = _sortable(text_key(added))
         by_key = np.argsort(keys, kind="stable")
         at = np.searchsorted(self._sorted_keys, keys[by_key])
         self._sorted_keys = np.insert(self._sorted_keys, at, keys[by_key])
-        self._by_text = np.insert(self._by_text, at, np.arange(first, first + len(new))[by_key])
-        self._text_rank = np.empty(len(self._by_text), np.int64)
-        self._text_rank[self._by_text] = np.arange(len(self._by_text), dtype=np.int64)
+        rank = self._text_rank + np.searchsorted(at, self._text_rank, side="right")
+        new_rank = np.empty(len(new), np.int64)
+        new_rank[by_key] = at + np.arange(len(new), dtype=np.int64)
+        self._text_rank = np.concatenate((rank, new_rank))
 
     def code(self, name: str) -> int | None:
         """The code of a committed id, or None. Found codes are remembered (a few thousand:
