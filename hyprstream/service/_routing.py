@@ -23,6 +23,7 @@ from typing import cast
 import sqlglot
 from sqlglot import exp
 
+from hyprstream.backend._series import BUCKET_ORIGIN_US
 from hyprstream.errors import InvalidQuery
 from hyprstream.model import INSTANT_COLUMNS
 
@@ -785,9 +786,8 @@ def _stored_instant(
     return None if value is None else exp.Literal.string(sqlite_instant(value))
 
 
-#: DuckDB's origin of time_bucket for widths in days, hours, minutes and seconds (a Monday),
-#: in seconds since the epoch.
-_BUCKET_ORIGIN_S = 946_857_600
+#: DuckDB's origin of time_bucket (see ``BUCKET_ORIGIN_US``), in seconds since the epoch.
+_BUCKET_ORIGIN_S = BUCKET_ORIGIN_US // 1_000_000
 
 
 def _sqlite_time_bucket(node: exp.Expression) -> exp.Expression:
