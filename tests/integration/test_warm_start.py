@@ -124,7 +124,7 @@ def _rows(n: int) -> pa.Table:
 def test_a_scan_left_half_read_does_not_keep_its_connection(tmp_path: Path) -> None:
     settings = connection_settings(
         str(tmp_path / "b.duckdb"),
-        options={"driver": "duckdb", "pool_max": "1", "connect_timeout": "2"},
+        options={"driver": "duckdb", "pool_max": "1", "connect_timeout": "0.5"},
     )
     backend = AdbcBackend(settings, window_schema=WINDOW_STORE_SCHEMA)
     try:
@@ -132,8 +132,12 @@ def test_a_scan_left_half_read_does_not_keep_its_connection(tmp_path: Path) -> N
         scan = backend.scan(None)
         first = next(scan)
         assert 0 < first.num_rows < 10_000  # streamed: the driver's first batch only
+        # Streamed, the scan holds the pool's one connection until it ends (a scan that read
+        # the table whole would have given it back already).
+        with pytest.raises(Unavailable, match="no backend connection free"):
+            backend.write(StoredBatch(rows=_rows(5)))
         scan.close()
-        # With one connection in the pool, a leaked one would make this wait 2 s and fail.
+        # With one connection in the pool, a leaked one would make this wait and fail.
         assert sum(b.num_rows for b in backend.scan(None)) == 10_000
         backend.write(StoredBatch(rows=_rows(5)))
         assert sum(b.num_rows for b in backend.scan(None)) == 10_005
