@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_duckdb
 import adbc_driver_manager
 import adbc_driver_manager.dbapi as adbc_dbapi
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pytest
 
 from hyprstream.backend import DuckDBHotCache
+from hyprstream.backend._duckdb_cache import _abort
 from hyprstream.model import TIMESTAMP_TYPE, metrics_schema
 from hyprstream.service._appender import Appender
 
@@ -305,16 +307,10 @@ def test_interruptions_during_a_rewrite_never_leave_the_cache_unable_to_append()
 
 
 def test_a_failed_commit_leaves_the_connection_in_a_transaction() -> None:
-    import adbc_driver_duckdb
-    import adbc_driver_manager
-    from adbc_driver_manager import dbapi
-
-    from hyprstream.backend._duckdb_cache import _abort
-
     db = adbc_driver_duckdb.connect(":memory:")
-    shared = dbapi._SharedDatabase(db)
+    shared = adbc_dbapi._SharedDatabase(db)
     a, b = (
-        dbapi.Connection(shared, adbc_driver_manager.AdbcConnection(db), autocommit=False)
+        adbc_dbapi.Connection(shared, adbc_driver_manager.AdbcConnection(db), autocommit=False)
         for _ in range(2)
     )
     try:
