@@ -357,6 +357,13 @@ class DuckDBHotCache:
             log.error("the series index failed and is turned off: %s", exc)
             self._series = None
 
+    def compaction_wanted(self, *, idle: bool) -> bool:
+        """Whether :meth:`compact_series` should run: whenever the writer is idle, and under
+        load once the series index's runs crowd (merges then cost ingest some CPU, so a burst
+        of up to about 16 batches pays none; the writer would merge past 32, appends waiting)."""
+        index = self._series
+        return index is not None and (idle or index.crowded)
+
     def compact_series(self) -> bool:
         """One compaction step of the series index (CACHE-11); whether it merged runs.
 

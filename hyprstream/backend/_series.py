@@ -12,11 +12,12 @@ merges, in one k-way merge, the longest suffix of runs in which each run is at m
 ``merge_factor`` times as large as all the runs after it together, so sizes stay geometric:
 O(log n) runs and each row merged O(log n) times. Merging sorted runs is a stable sort of
 their metric ranks (ascending sequences: numpy's timsort merges them), then one ``take`` of
-the fixed-width columns. The hot cache compacts on a thread of its own when its writer is
-idle: ``plan_compaction`` computes a merge from the runs as they are, without changing the
-index, and ``install`` puts it in under the writer's lock unless the writer merged its runs.
-``append`` compacts only once more than ``max_runs`` runs have piled up (twice as many while
-a merge is planned aside), so bursts of ingest pay little. Runs of
+the fixed-width columns. The hot cache compacts on a thread of its own after each append
+and when its writer is idle: ``plan_compaction`` computes a merge from the runs as they
+are, without changing the index (forcing one run more once half of ``max_runs`` have piled
+up), and ``install`` puts it in under the writer's lock unless the writer merged its runs.
+``append`` compacts only once more than ``max_runs`` runs have piled up (twice as many from
+the start of a merge planned aside until it is installed), so appends rarely wait. Runs of
 ``max_run_rows`` rows or more are not merged again, which bounds the cost of one compaction;
 lookups then visit one run per ``max_run_rows`` rows.
 
@@ -377,6 +378,12 @@ class SeriesIndex:
     def runs(self) -> int:
         return len(self._runs)
 
+    @property
+    def crowded(self) -> bool:
+        """Whether more than half of ``max_runs`` runs have piled up: a merge planned aside
+        is then forced (one run more than is due), so that the writer need not merge."""
+        return len(self._runs) > self._max_runs // 2
+
     # -- writes ------------------------------------------------------------------------------
 
     def append(self, rows: pa.Table) -> None:
@@ -429,14 +436,19 @@ class SeriesIndex:
         """The merge :meth:`compact` would do, computed from the runs as they are now without
         changing the index (None: nothing is due). With ``background``, it runs on another
         thread than the writer, which goes on appending and evicting meanwhile;
-        :meth:`install` then puts it in."""
+        :meth:`install` then puts it in. A background merge is forced too once half of
+        ``max_runs`` runs have piled up: under continuous load it runs often enough that the
+        writer need not merge them itself (which its appends would wait for)."""
         if not background:
             return self._plan(force)
-        self._planning = True
+        self._planning = True  # until the plan is installed (or there is none)
+        planned = None
         try:
-            return self._plan(force)
+            planned = self._plan(force or self.crowded)
+            return planned
         finally:
-            self._planning = False
+            if planned is None:
+                self._planning = False
 
     def _plan(self, force: bool) -> Compaction | None:
         # Runs too large to merge go first, so that the others form one suffix (a large run
@@ -470,6 +482,7 @@ class SeriesIndex:
         rows (its lineage says so), and that run goes too; a run dropped whole had only rows
         below the watermark. The merged run holds them all, and lookups leave out the evicted
         ones until the run is rewritten. Runs appended since stay as they are."""
+        self._planning = False
         merged_from = {run.serial for run in compaction.runs}
         current = self._runs
         present = {run.serial for run in current}

@@ -9,13 +9,14 @@ order they were asked for.
 Once it has had nothing to do for ``idle_s``, the thread keeps ``metrics`` in its clustered
 order (CACHE-10): it rewrites the table if enough has changed, and new work arriving abandons
 that rewrite at once; under continuous load it rewrites only when the table has grown
-threefold since its last rewrite (later appends then wait for it). It also wakes a second
-thread that merges the series index's runs (CACHE-11): a merge of millions of rows takes a
-second or more, and appends go on meanwhile (the merge is dropped if the writer merged the
-runs it read). After the rewrite, if any, it has DuckDB checkpoint the hot cache, which
-compresses what was written since the last checkpoint (CACHE-12); appends arriving then wait
-for it. While :meth:`Appender.paused` is held (warm start submits the stored samples piece by
-piece) none of these runs.
+threefold since its last rewrite (later appends then wait for it). When idle, and after an
+append that leaves the series index's runs crowded, it wakes a second thread that merges
+them (CACHE-11): a merge of millions of rows takes a second or more, and appends go on
+meanwhile (the merge is dropped if the writer merged the runs it read). After the rewrite,
+if any, it has DuckDB checkpoint the hot cache, which compresses what was written since the
+last checkpoint (CACHE-12); appends arriving then wait for it. While
+:meth:`Appender.paused` is held (warm start submits the stored samples piece by piece) none
+of these runs.
 """
 
 from __future__ import annotations
@@ -157,6 +158,10 @@ class Appender:
                 for _, f in group:
                     f.set_result(None)
                 if not self._pauses:
+                    # Under continuous load too: runs left to pile up past max_runs would be
+                    # merged by this thread, with the next appends waiting seconds for it.
+                    if self._cache.compaction_wanted(idle=False):
+                        self._compact_wanted.set()
                     self._rewrite(idle=False)
 
     def _still_idle(self) -> bool:
@@ -164,7 +169,7 @@ class Appender:
 
     def _compact_loop(self) -> None:
         """The compacting thread: merges the series index's runs that are due (CACHE-11)
-        each time the appender has been idle, unless paused."""
+        each time the appender has been idle or has left the runs crowded, unless paused."""
         while True:
             self._compact_wanted.wait()
             self._compact_wanted.clear()

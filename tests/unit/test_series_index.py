@@ -301,3 +301,41 @@ def test_appends_merge_runs_later_while_a_merge_is_planned_aside() -> None:
     assert index.runs < 5
     index._planning = False
     assert _stamps(index, "a") == list(range(40))
+
+
+def test_a_background_merge_is_forced_once_half_of_max_runs_pile_up() -> None:
+    # Under continuous load the compacting thread must bring the runs down before the
+    # writer reaches max_runs and merges them itself, with its appends waiting.
+    index = SeriesIndex(max_runs=8)
+    start = 0
+    for size in (1024, 128, 16, 1):  # each more than merge_factor (4) times the rest
+        index.append(_rows(["a"] * size, list(range(start, start + size))))
+        start += size
+    assert index.plan_compaction(background=True) is None  # none due, four runs: not forced
+    index.append(_rows(["a"], [start]))
+    planned = index.plan_compaction(background=True)
+    assert planned is not None
+    # Due: the two single rows; past half of max_runs, forced: one run more.
+    assert [run.rows for run in planned.runs] == [16, 1, 1]
+    assert index.install(planned)
+    assert index.runs == 3
+    assert _stamps(index, "a") == list(range(start + 1))
+
+
+def test_the_writer_keeps_its_doubled_limit_until_a_planned_merge_is_installed() -> None:
+    # Between the end of planning and the install, the writer must not merge the same runs
+    # itself: its appends would wait for that merge, and the planned one would be dropped.
+    index = SeriesIndex(max_runs=4)
+    for start in range(0, 24, 8):
+        index.append(_rows(["a"] * 8, list(range(start, start + 8))))
+    planned = index.plan_compaction(background=True)
+    assert planned is not None
+    for start in range(24, 40, 8):
+        index.append(_rows(["a"] * 8, list(range(start, start + 8))))
+    assert index.runs == 5  # past max_runs, but the planned merge will take three of them
+    assert index.install(planned)
+    assert index.runs == 3
+    index.append(_rows(["a"] * 8, list(range(40, 48))))
+    index.append(_rows(["a"] * 8, list(range(48, 56))))
+    assert index.runs < 5  # installed: the writer's own limit is back
+    assert _stamps(index, "a") == list(range(56))
