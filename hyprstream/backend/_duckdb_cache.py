@@ -61,6 +61,10 @@ _WINDOWS_OPEN = "_hyprstream_windows_open"
 _WINDOW_TABLES = (_WINDOWS_BASE, _WINDOWS_RECENT, _WINDOWS_OPEN)
 #: Read-through results (service/_readthrough.py) are tables named with this prefix.
 _RESULT_PREFIX = "_hyprstream_result_"
+#: The clustered copy of ``metrics`` a rewrite under load builds (CACHE-10).
+_METRICS_NEXT = "_hyprstream_metrics_next"
+#: Copies of rows appended during a rewrite under load made before the last, under the lock.
+_CATCH_UP_PASSES = 4
 
 #: Columns of ``metric_windows`` (spec/windows.md, WIN-13), in order, with their Arrow types.
 WINDOW_COLUMNS: tuple[pa.Field, ...] = (
@@ -165,6 +169,7 @@ class DuckDBHotCache:
         # One reference-counted holder for all our connections: the database closes with the
         # last of them (the DB-API module's own holder, used by its connect()).
         self._db = adbc_dbapi._SharedDatabase(database_handle)
+        self._in_memory = database in ("", ":memory:") or database.startswith(":memory:")
         self._connections: list[adbc_dbapi.Connection] = []
         self._cursors: list[adbc_dbapi.Cursor] = []
         self._connections_lock = threading.Lock()
@@ -178,6 +183,8 @@ class DuckDBHotCache:
         # connection (each in an explicit transaction, see rewrite_samples), so that
         # cancelling one can never touch an append.
         self._clusterer = self._connect(autocommit=True)
+        # The rewrite under load (rewrite_online) has its own: it runs beside appends.
+        self._reorganizer = self._connect(autocommit=True)
         #: Held by whatever changes ``metrics``: appends, evictions, new columns, rewrites.
         self._samples_lock = threading.Lock()
         self._recent_us = recent_us
@@ -190,6 +197,9 @@ class DuckDBHotCache:
         self._abandoned = False  # ... and was asked to give way
         self._rewrite_state = threading.Lock()  # guards _rewriting and the cancel call
         self._rewrite_blocked_below = 0  # after a failed rewrite: wait for more changes
+        self._online = False  # a rewrite under load (rewrite_online) is under way
+        self._online_stop = False  # ... and is to be given up (a new column, closing)
+        self._online_dropped = True  # no copy of it is left behind
         self._uncompressed = 0  # rows written to any table since the last checkpoint
         self._compress_blocked_below = 0  # after a failed checkpoint: wait for more writes
         self._results_lock = threading.Lock()
@@ -280,6 +290,7 @@ class DuckDBHotCache:
             self._samples_lock.release()
 
     def _add_labels(self, fields: Sequence[pa.Field]) -> None:
+        self._online_stop = self._online  # its copy would lack the new columns
         with self._writer.cursor() as w:
             for field in fields:
                 column = f"{_q(field.name)} {duckdb_type(field.type)}"
@@ -403,8 +414,11 @@ class DuckDBHotCache:
     # -- the clustered layout of ``metrics`` (CACHE-10) ------------------------------------
 
     def rewrite_wanted(self, *, idle: bool) -> bool:
-        """Whether :meth:`rewrite_samples` would rewrite now (see ``rewrite_due``)."""
+        """Whether :meth:`rewrite_samples` (or, under load, :meth:`rewrite_online`) would
+        rewrite now (see ``rewrite_due``); never while a rewrite under load is under way."""
         if self._changed_rows < self._rewrite_blocked_below or self._newest_us is None:
+            return False
+        if self._online:
             return False
         return rewrite_due(
             changed=self._changed_rows,
@@ -412,6 +426,105 @@ class DuckDBHotCache:
             idle=idle,
             floor=self._rewrite_floor,
         )
+
+    def _clustered_order(self) -> str:
+        """The ORDER BY of a rewrite (under the samples lock): samples older than the recent
+        span by (metric_id, timestamp), then the recent ones by timestamp."""
+        assert self._newest_us is not None
+        boundary = f"make_timestamptz({int(self._newest_us - self._recent_us)}::BIGINT)"
+        return (
+            f"ORDER BY timestamp >= {boundary}, "
+            f"CASE WHEN timestamp < {boundary} THEN metric_id END, timestamp"
+        )
+
+    def rewrite_online(self) -> bool:
+        """The rewrite under continuous load (CACHE-10), without holding up appends: the
+        clustered copy is built from a snapshot beside them, the rows appended since are
+        copied after it (by ``rowid``: DuckDB numbers appended rows upwards, and nothing here
+        renumbers them: no checkpoint runs meanwhile), and only the last of those copies,
+        the expiries since and the swap of the two tables hold the samples lock.
+
+        For an in-memory hot cache only (a file's automatic checkpoints may renumber rows);
+        a file-backed one rewrites with appends waiting (:meth:`rewrite_samples`). Returns
+        whether it rewrote; a rewrite given up (new columns, :meth:`close`) or failed leaves
+        ``metrics`` as it was."""
+        if not self.rewrite_wanted(idle=False):
+            return False
+        if not self._in_memory:
+            return self.rewrite_samples(idle=False)
+        copy = _q(_METRICS_NEXT)
+        with self._samples_lock:
+            if self._online or self._newest_us is None:
+                return False
+            self._online, self._online_stop, self._online_dropped = True, False, False
+            changed_before = self._changed_rows
+            order = self._clustered_order()
+        try:
+            with self._reorganizer.cursor() as c:
+                try:
+                    with self._samples_lock:  # no append half-way: the snapshot has them all
+                        c.execute("BEGIN TRANSACTION")
+                        copied = _next_rowid(c)
+                    c.execute(f"CREATE TABLE {copy} AS SELECT * FROM {METRICS_TABLE} {order}")
+                    c.execute("COMMIT")
+                    # Catch up with the appends meanwhile, without the lock, while many come.
+                    for _ in range(_CATCH_UP_PASSES):
+                        if self._online_stop:
+                            break
+                        c.execute("BEGIN TRANSACTION")
+                        upto = _next_rowid(c)
+                        c.execute(
+                            f"INSERT INTO {copy} SELECT * FROM {METRICS_TABLE} "
+                            f"WHERE rowid >= {copied} AND rowid < {upto}"
+                        )
+                        c.execute("COMMIT")
+                        done, copied = upto - copied, upto
+                        if done < self._rewrite_floor:
+                            break
+                    with self._samples_lock:
+                        if self._online_stop:
+                            return False
+                        c.execute("BEGIN TRANSACTION")
+                        c.execute(
+                            f"INSERT INTO {copy} SELECT * FROM {METRICS_TABLE} "
+                            f"WHERE rowid >= {copied}"
+                        )
+                        if self._evicted_before is not None:  # expiries during the copy
+                            c.execute(
+                                f"DELETE FROM {copy} WHERE timestamp < "
+                                f"make_timestamptz({int(self._evicted_before)}::BIGINT)"
+                            )
+                        c.execute(f"DROP TABLE {METRICS_TABLE}")
+                        c.execute(f"ALTER TABLE {copy} RENAME TO {METRICS_TABLE}")
+                        c.execute("COMMIT")
+                        self._online_dropped = True
+                        # Rows appended or deleted since the snapshot are not clustered.
+                        self._changed_rows -= changed_before
+                        self._rewrite_blocked_below = 0
+                        self._uncompressed += self._sample_rows  # a new table
+                        return True
+                except BaseException:
+                    with contextlib.suppress(adbc_dbapi.Error):
+                        c.execute("ROLLBACK")
+                    raise
+        except adbc_dbapi.Error as exc:
+            if not self._online_stop:
+                log.warning("rewriting the hot samples failed: %s", _message(str(exc)))
+                self._rewrite_blocked_below = self._changed_rows + self._rewrite_floor
+            return False
+        finally:
+            if not self._online_dropped:
+                with contextlib.suppress(adbc_dbapi.Error), self._reorganizer.cursor() as c:
+                    c.execute(f"DROP TABLE IF EXISTS {copy}")
+            with self._samples_lock:
+                self._online = False
+
+    def stop_online(self) -> None:
+        """Give up a rewrite under load that is under way (as before closing)."""
+        self._online_stop = True
+        if self._online:
+            with contextlib.suppress(adbc_dbapi.Error):
+                self._reorganizer.adbc_connection.cancel()
 
     def rewrite_samples(
         self, *, idle: bool, force: bool = False, still_idle: Callable[[], bool] | None = None
@@ -427,13 +540,11 @@ class DuckDBHotCache:
         if not force and not self.rewrite_wanted(idle=idle):
             return False
         with self._samples_lock:
-            if self._newest_us is None:
+            if self._newest_us is None or self._online:
                 return False
-            boundary = f"make_timestamptz({int(self._newest_us - self._recent_us)}::BIGINT)"
             sql = (
                 f"CREATE OR REPLACE TABLE {METRICS_TABLE} AS SELECT * FROM {METRICS_TABLE} "
-                f"ORDER BY timestamp >= {boundary}, "
-                f"CASE WHEN timestamp < {boundary} THEN metric_id END, timestamp"
+                f"{self._clustered_order()}"
             )
             with self._rewrite_state:
                 self._rewriting = idle and not force
@@ -502,6 +613,8 @@ class DuckDBHotCache:
             return False
         with self._samples_lock, self._results_lock:
             if still_idle is not None and not still_idle():
+                return False
+            if self._online:  # a checkpoint may renumber the rows it is copying
                 return False
             written = self._uncompressed
             try:
@@ -830,6 +943,14 @@ def _one_statement(sql: str, what: str, per: str) -> _Parsed:
     if parsed.statements != 1:
         raise InvalidQuery(f"send exactly one SQL statement {per}, got {parsed.statements}")
     return parsed
+
+
+def _next_rowid(cursor: adbc_dbapi.Cursor) -> int:
+    """One past the largest ``rowid`` of ``metrics`` this transaction sees."""
+    cursor.execute(f"SELECT coalesce(max(rowid) + 1, 0) FROM {METRICS_TABLE}")
+    row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _release(cursor: adbc_dbapi.Cursor) -> None:

@@ -8,8 +8,9 @@ order they were asked for.
 
 Once it has had nothing to do for ``idle_s``, the thread keeps ``metrics`` in its clustered
 order (CACHE-10): it rewrites the table if enough has changed, and new work arriving abandons
-that rewrite at once; under continuous load it rewrites only when the table has grown
-threefold since its last rewrite (later appends then wait for it). When idle, and after an
+that rewrite at once. Under continuous load the table is rewritten only when it has grown
+threefold since its last rewrite, by a third thread, beside the appends that go on
+meanwhile (they wait only for the final swap of the tables). When idle, and after an
 append that leaves the series index's runs crowded, it wakes a second thread that merges
 them (CACHE-11): a merge of millions of rows takes a second or more, and appends go on
 meanwhile (the merge is dropped if the writer merged the runs it read). After the rewrite,
@@ -58,6 +59,11 @@ class Appender:
             target=self._compact_loop, name="hyprstream-compact", daemon=True
         )
         self._compactor.start()
+        self._rewrite_wanted = threading.Event()
+        self._rewriter = threading.Thread(
+            target=self._rewrite_loop, name="hyprstream-rewrite", daemon=True
+        )
+        self._rewriter.start()
         self._thread = threading.Thread(target=self._run, name="hyprstream-append", daemon=True)
         self._thread.start()
 
@@ -106,10 +112,13 @@ class Appender:
     def close(self) -> None:
         self._closing = True
         self._compact_wanted.set()
+        self._rewrite_wanted.set()
         self._queue.put(None)
         self._cache.interrupt_rewrite()  # after the put, as in _put
+        self._cache.stop_online()
         self._thread.join()
         self._compactor.join()  # a merge under way finishes first
+        self._rewriter.join()
 
     def _run(self) -> None:
         pending: list[_Task | None] = []  # taken from the queue but not yet done
@@ -122,7 +131,7 @@ class Appender:
                 except queue.Empty:  # idle
                     if not self._pauses:
                         self._compact_wanted.set()
-                        self._rewrite(idle=True)
+                        self._rewrite()
                         self._compress()
                     continue
             if item is None:
@@ -162,7 +171,8 @@ class Appender:
                     # merged by this thread, with the next appends waiting seconds for it.
                     if self._cache.compaction_wanted(idle=False):
                         self._compact_wanted.set()
-                    self._rewrite(idle=False)
+                    if self._cache.rewrite_wanted(idle=False):
+                        self._rewrite_wanted.set()
 
     def _still_idle(self) -> bool:
         return self._queue.empty() and not self._pauses
@@ -181,9 +191,22 @@ class Appender:
             except Exception as exc:  # an optimisation too: never fail for it
                 log.warning("could not compact the series index: %s", exc)
 
-    def _rewrite(self, *, idle: bool) -> None:
+    def _rewrite_loop(self) -> None:
+        """The rewriting thread: rewrites ``metrics`` under load when an append finds it due
+        (CACHE-10), beside the appends that go on meanwhile."""
+        while True:
+            self._rewrite_wanted.wait()
+            self._rewrite_wanted.clear()
+            if self._closing:
+                return
+            try:
+                self._cache.rewrite_online()
+            except Exception as exc:  # the layout is an optimisation: never fail for it
+                log.warning("could not rewrite the hot samples: %s", exc)
+
+    def _rewrite(self) -> None:
         try:
-            self._cache.rewrite_samples(idle=idle, still_idle=self._still_idle)
+            self._cache.rewrite_samples(idle=True, still_idle=self._still_idle)
         except Exception as exc:  # the layout is an optimisation: never fail an append for it
             log.warning("could not rewrite the hot samples: %s", exc)
 

@@ -527,3 +527,192 @@ def test_the_appender_compresses_in_its_idle_time_but_not_while_paused(
         assert content(cache) == expected
     finally:
         appender.close()
+
+
+# -- the rewrite under load (CACHE-10): beside the appends --------------------------------
+
+
+def physical(cache: DuckDBHotCache) -> list[tuple[str, int]]:
+    """(metric_id, microseconds) of every row in storage order (a single-threaded scan)."""
+    stored = cache.query("SELECT metric_id, epoch_us(timestamp) AS t FROM metrics")
+    return list(zip(stored["metric_id"].to_pylist(), stored["t"].to_pylist(), strict=True))
+
+
+def loaded_cache(rows: int = 100_000) -> DuckDBHotCache:
+    """A hot cache whose rewrite under load is due: ``rows`` appended, none clustered (the
+    floor of 1,000 rows puts the loaded threshold at 64,000 changed rows)."""
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    cache.append(batch(rows, 50, 100, END_US - 24 * HOUR_US, END_US))
+    assert cache.rewrite_wanted(idle=False)
+    return cache
+
+
+@pytest.fixture(params=["copied_by_a_pass", "copied_under_the_lock"])
+def during_catch_up(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> list[Any]:
+    """Callables run once, on the rewriting thread, when the rewrite under load has built its
+    clustered copy and, without the lock, looks for rows appended since its snapshot: just
+    before its first catch-up pass takes its own snapshot (that pass copies what they
+    append), or just after (nothing is left for the passes: the final step, under the lock,
+    copies it)."""
+    import hyprstream.backend._duckdb_cache as module
+
+    actions: list[Any] = []
+    calls = [0]
+    real = module._next_rowid
+    after = request.param == "copied_under_the_lock"
+
+    def next_rowid(cursor: adbc_dbapi.Cursor) -> int:
+        calls[0] += 1
+        first_pass = calls[0] == 2  # the first call takes the snapshot, under the lock
+        if first_pass and not after:
+            for action in actions:
+                action()
+        upto = real(cursor)
+        if first_pass and after:
+            for action in actions:
+                action()
+        return upto
+
+    monkeypatch.setattr(module, "_next_rowid", next_rowid)
+    return actions
+
+
+def test_a_rewrite_under_load_changes_no_answer_and_clusters_old_samples() -> None:
+    cache = loaded_cache()
+    try:
+        before = content(cache)
+        assert cache.rewrite_online()
+        assert not cache.rewrite_wanted(idle=False)
+        assert not cache.rewrite_wanted(idle=True)  # nothing changed since
+        assert content(cache) == before
+        rows = physical(cache)
+        boundary = max(t for _, t in rows) - HOUR_US
+        old = [r for r in rows if r[1] < boundary]
+        assert rows[: len(old)] == sorted(old)
+        assert [t for _, t in rows[len(old) :]] == sorted(t for _, t in rows if t >= boundary)
+        left = cache.query(
+            "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '%metrics_next'"
+        )
+        assert left.to_pylist() == [{"n": 0}]
+    finally:
+        cache.close()
+
+
+def test_rows_appended_during_a_rewrite_under_load_are_kept_after_it(
+    during_catch_up: list[Any],
+) -> None:
+    cache = loaded_cache()
+    try:
+        late = batch(5_000, 50, 101, END_US, END_US + 60_000_000)
+        during_catch_up.append(lambda: cache.append(late))
+        expected = sorted(content(cache) + [tuple(r.values()) for r in late.to_pylist()])
+        assert cache.rewrite_online()
+        assert sorted(content(cache)) == expected
+        # The clustered copy ends with the rows appended after its snapshot, which count
+        # towards the next rewrite.
+        assert physical(cache)[-5_000:] == [
+            (m, t)
+            for m, t in zip(
+                late["metric_id"].to_pylist(),
+                late["timestamp"].cast(pa.int64()).to_pylist(),
+                strict=True,
+            )
+        ]
+        assert cache._changed_rows == 5_000
+    finally:
+        cache.close()
+
+
+def test_an_expiry_during_a_rewrite_under_load_holds_after_it(
+    during_catch_up: list[Any],
+) -> None:
+    cache = loaded_cache()
+    try:
+        cutoff = END_US - 12 * HOUR_US
+        during_catch_up.append(lambda: cache.evict_samples(cutoff))
+        assert cache.rewrite_online()
+        oldest = cache.query("SELECT min(epoch_us(timestamp)) AS t FROM metrics").to_pylist()
+        assert oldest[0]["t"] >= cutoff
+        counted = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
+        assert counted == cache._sample_rows  # the expiry's count still holds
+    finally:
+        cache.close()
+
+
+def test_new_columns_during_a_rewrite_under_load_give_it_up(
+    during_catch_up: list[Any],
+) -> None:
+    cache = loaded_cache()
+    try:
+        before = content(cache)
+        during_catch_up.append(lambda: cache.add_labels([pa.field("host", pa.utf8())]))
+        assert not cache.rewrite_online()
+        assert [tuple(r[:6]) for r in content(cache)] == before
+        assert cache.query("SELECT count(host) AS n FROM metrics").to_pylist() == [{"n": 0}]
+        left = cache.query(
+            "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '%metrics_next'"
+        )
+        assert left.to_pylist() == [{"n": 0}]
+        assert cache.rewrite_wanted(idle=False)  # still due: the next append tries again
+        assert cache.rewrite_online()
+        assert [tuple(r[:6]) for r in content(cache)] == before
+    finally:
+        cache.close()
+
+
+def test_appends_go_on_while_a_rewrite_under_load_runs() -> None:
+    # The point of the rewrite under load: appends (and so acknowledgements) do not wait
+    # for the seconds a rewrite of millions of rows takes, only for the final swap.
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    try:
+        cache.append(batch(3_000_000, 1_000, 102, END_US - 24 * HOUR_US, END_US))
+        assert cache.rewrite_wanted(idle=False)
+        done: list[bool] = []
+        worker = threading.Thread(target=lambda: done.append(cache.rewrite_online()))
+        worker.start()
+        appended_during = 0
+        seed = 103
+        while worker.is_alive():
+            cache.append(batch(1_000, 1_000, seed, END_US, END_US + 60_000_000))
+            seed += 1
+            appended_during += worker.is_alive()
+        worker.join()
+        assert done == [True]
+        assert appended_during >= 5  # a blocked append would have finished after the rewrite
+        n = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
+        assert n == 3_000_000 + (seed - 103) * 1_000
+    finally:
+        cache.close()
+
+
+def test_the_appender_rewrites_under_load_on_its_own_thread() -> None:
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    appender = Appender(cache, idle_s=600)  # never idle: only the rewrite under load runs
+    try:
+        for i in range(5):
+            rows = batch(20_000, 20, 110 + i, END_US - 24 * HOUR_US, END_US)
+            appender.submit(rows).result(timeout=30)
+        deadline = time.monotonic() + 30
+        # (Not wanted while one runs: wait for its end too.)
+        while (cache.rewrite_wanted(idle=False) or cache._online) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not cache.rewrite_wanted(idle=False)
+        first = cache.query("SELECT metric_id FROM metrics LIMIT 1").to_pylist()
+        assert first == [{"metric_id": "m000"}]  # rewritten: the oldest section leads
+        assert cache.query("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 100_000}]
+    finally:
+        appender.close()
+        cache.close()
+
+
+def test_a_hot_cache_in_a_file_rewrites_under_load_with_appends_waiting(tmp_path: Path) -> None:
+    # Its automatic checkpoints may renumber rows, so it does not copy by rowid.
+    cache = DuckDBHotCache(str(tmp_path / "hot.duckdb"), recent_us=HOUR_US, rewrite_floor=1_000)
+    try:
+        cache.append(batch(100_000, 50, 120, END_US - 24 * HOUR_US, END_US))
+        before = content(cache)
+        assert cache.rewrite_online()
+        assert content(cache) == before
+        assert physical(cache)[0][0] == "m000"
+    finally:
+        cache.close()
