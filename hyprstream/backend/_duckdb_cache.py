@@ -371,7 +371,7 @@ class DuckDBHotCache:
     def compaction_wanted(self, *, idle: bool) -> bool:
         """Whether :meth:`compact_series` should run: whenever the writer is idle, and under
         load once the series index's runs crowd (merges then cost ingest some CPU, so a burst
-        of up to about 16 batches pays none; the writer would merge past 32, appends waiting)."""
+        of up to about 32 batches pays none; the writer would merge past 64, appends waiting)."""
         index = self._series
         return index is not None and (idle or index.crowded)
 

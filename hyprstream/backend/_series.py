@@ -16,9 +16,9 @@ the fixed-width columns. The hot cache compacts on a thread of its own after eac
 and when its writer is idle: ``plan_compaction`` computes a merge from the runs as they
 are, without changing the index (forcing one run more once half of ``max_runs`` have piled
 up), and ``install`` puts it in under the writer's lock unless the writer merged its runs.
-``append`` compacts only once more than ``max_runs`` runs have piled up (four times as many
-from the start of a merge planned aside until it is installed: under load, with the rewrite
-of the hot table beside it, such a merge may take seconds), so appends rarely wait. Runs of
+``append`` compacts only once more than ``max_runs`` runs have piled up (twice as many from
+the start of a merge planned aside until it is installed: under load, with the rewrite of
+the hot table beside it, such a merge may take seconds), so appends rarely wait. Runs of
 ``max_run_rows`` rows or more are not merged again, which bounds the cost of one compaction;
 lookups then visit one run per ``max_run_rows`` rows.
 
@@ -343,7 +343,7 @@ class SeriesIndex:
         *,
         time_column: str = TIMESTAMP,
         merge_factor: int = 4,
-        max_runs: int = 32,
+        max_runs: int = 64,
         max_run_rows: int = 1 << 22,
     ) -> None:
         if merge_factor < 2 or max_runs < 2 or max_run_rows < 1:
@@ -420,8 +420,8 @@ class SeriesIndex:
             return
         self._runs = (*self._runs, run)
         # While a merge planned on another thread is under way, a forced merge here would
-        # most likely take some of its runs and so waste it: runs may pile up 4 times as far.
-        limit = self._max_runs * (4 if self._planning else 1)
+        # most likely take some of its runs and so waste it: runs may pile up twice as far.
+        limit = self._max_runs * (2 if self._planning else 1)
         while len(self._runs) > limit and self.compact(force=True):
             pass
 

@@ -219,17 +219,17 @@ def test_the_series_index_is_compacted_by_its_own_thread(
     cache: DuckDBHotCache, idle_s: float
 ) -> None:
     # Merged in idle time, and under continuous load (an appender that is never idle) once
-    # more than 16 runs crowd: the writer itself merges only past max_runs (32), with its
-    # appends waiting, so twenty runs left to it would stay twenty.
+    # more than 32 runs crowd: the writer itself merges only past max_runs (64), with its
+    # appends waiting, so forty runs left to it would stay forty.
     appender = Appender(cache, idle_s=idle_s)
     try:
-        for seed in range(20):
+        for seed in range(40):
             appender.submit(batch(200, 10, seed, END_US - HOUR_US, END_US)).result(timeout=30)
         index = cache._series
         assert index is not None
         # Geometric sizes: a run may stay beside a much larger one. Under load, merging
         # stops once the runs no longer crowd.
-        most = 2 if idle_s < 1 else 16
+        most = 2 if idle_s < 1 else 32
         deadline = time.monotonic() + 30
         while index.runs > most and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -294,13 +294,13 @@ def test_a_merge_planned_before_an_eviction_never_brings_evicted_rows_back() -> 
 def test_appends_merge_runs_later_while_a_merge_is_planned_aside() -> None:
     index = SeriesIndex(max_runs=2)
     index._planning = True  # as while plan_compaction(background=True) runs
-    for start in range(0, 64, 8):
+    for start in range(0, 32, 8):
         index.append(_rows(["a"] * 8, list(range(start, start + 8))))
-    assert index.runs == 8  # up to four times max_runs
-    index.append(_rows(["a"] * 8, list(range(64, 72))))
-    assert index.runs < 9
+    assert index.runs == 4  # up to twice max_runs
+    index.append(_rows(["a"] * 8, list(range(32, 40))))
+    assert index.runs < 5
     index._planning = False
-    assert _stamps(index, "a") == list(range(72))
+    assert _stamps(index, "a") == list(range(40))
 
 
 def test_a_background_merge_is_forced_once_half_of_max_runs_pile_up() -> None:
