@@ -197,7 +197,8 @@ class DuckDBHotCache:
         self._abandoned = False  # ... and was asked to give way
         self._rewrite_state = threading.Lock()  # guards _rewriting and the cancel call
         self._rewrite_blocked_below = 0  # after a failed rewrite: wait for more changes
-        self._online = False  # a rewrite under load (rewrite_online) is under way
+        self._online = False  # a rewrite beside the appends (rewrite_online) is under way
+        self._online_idle = False  # ... by the idle rule: new work gives it up
         self._online_stop = False  # ... and is to be given up (a new column, closing)
         self._online_dropped = True  # no copy of it is left behind
         self._uncompressed = 0  # rows written to any table since the last checkpoint
@@ -290,7 +291,8 @@ class DuckDBHotCache:
             self._samples_lock.release()
 
     def _add_labels(self, fields: Sequence[pa.Field]) -> None:
-        self._online_stop = self._online  # its copy would lack the new columns
+        if self._online:  # its copy would lack the new columns
+            self._online_stop = True
         with self._writer.cursor() as w:
             for field in fields:
                 column = f"{_q(field.name)} {duckdb_type(field.type)}"
@@ -437,31 +439,43 @@ class DuckDBHotCache:
             f"CASE WHEN timestamp < {boundary} THEN metric_id END, timestamp"
         )
 
-    def rewrite_online(self) -> bool:
-        """The rewrite under continuous load (CACHE-10), without holding up appends: the
-        clustered copy is built from a snapshot beside them, the rows appended since are
-        copied after it (by ``rowid``: DuckDB numbers appended rows upwards, and nothing here
-        renumbers them: no checkpoint runs meanwhile), and only the last of those copies,
-        the expiries since and the swap of the two tables hold the samples lock.
+    def rewrite_online(
+        self, *, idle: bool = False, still_idle: Callable[[], bool] | None = None
+    ) -> bool:
+        """Rewrite ``metrics`` in its clustered order when it is due (CACHE-10), without
+        holding up appends: the clustered copy is built from a snapshot beside them, the rows
+        appended since are copied after it (by ``rowid``: DuckDB numbers appended rows
+        upwards, and nothing here renumbers them: no checkpoint runs meanwhile), and only
+        the last of those copies, the expiries since and the swap of the two tables hold the
+        samples lock.
 
-        For an in-memory hot cache only (a file's automatic checkpoints may renumber rows);
-        a file-backed one rewrites with appends waiting (:meth:`rewrite_samples`). Returns
-        whether it rewrote; a rewrite given up (new columns, :meth:`close`) or failed leaves
-        ``metrics`` as it was."""
-        if not self.rewrite_wanted(idle=False):
+        An ``idle`` rewrite (due by the idle rule) is given up when :meth:`interrupt_rewrite`
+        is called, as the appender does when new work arrives, and does not start if
+        ``still_idle`` (asked once it could be interrupted) says work came in before. One
+        under load runs to its end. For an in-memory hot cache only (a file's automatic
+        checkpoints may renumber rows): a file-backed one rewrites with appends waiting
+        (:meth:`rewrite_samples`). Returns whether it rewrote; a rewrite given up (new work
+        when idle, new columns, :meth:`close`) or failed leaves ``metrics`` as it was."""
+        if not self.rewrite_wanted(idle=idle):
             return False
         if not self._in_memory:
-            return self.rewrite_samples(idle=False)
+            return self.rewrite_samples(idle=idle, still_idle=still_idle)
         copy = _q(_METRICS_NEXT)
         with self._samples_lock:
             if self._online or self._newest_us is None:
                 return False
-            self._online, self._online_stop, self._online_dropped = True, False, False
+            with self._rewrite_state:
+                self._online, self._online_idle = True, idle
+                self._online_stop, self._online_dropped = False, False
             changed_before = self._changed_rows
             order = self._clustered_order()
         try:
+            if idle and still_idle is not None and not still_idle():
+                return False  # work came in before an interruption could count
             with self._reorganizer.cursor() as c:
                 try:
+                    if self._online_stop:
+                        return False
                     with self._samples_lock:  # no append half-way: the snapshot has them all
                         c.execute("BEGIN TRANSACTION")
                         copied = _next_rowid(c)
@@ -516,15 +530,16 @@ class DuckDBHotCache:
             if not self._online_dropped:
                 with contextlib.suppress(adbc_dbapi.Error), self._reorganizer.cursor() as c:
                     c.execute(f"DROP TABLE IF EXISTS {copy}")
-            with self._samples_lock:
+            with self._samples_lock, self._rewrite_state:
                 self._online = False
 
     def stop_online(self) -> None:
-        """Give up a rewrite under load that is under way (as before closing)."""
-        self._online_stop = True
-        if self._online:
-            with contextlib.suppress(adbc_dbapi.Error):
-                self._reorganizer.adbc_connection.cancel()
+        """Give up a rewrite beside the appends that is under way (as before closing)."""
+        with self._rewrite_state:
+            self._online_stop = True
+            if self._online:
+                with contextlib.suppress(adbc_dbapi.Error):
+                    self._reorganizer.adbc_connection.cancel()
 
     def rewrite_samples(
         self, *, idle: bool, force: bool = False, still_idle: Callable[[], bool] | None = None
@@ -663,6 +678,10 @@ class DuckDBHotCache:
                 self._abandoned = True
                 with contextlib.suppress(adbc_dbapi.Error):
                     self._clusterer.adbc_connection.cancel()
+            if self._online and self._online_idle and not self._online_stop:
+                self._online_stop = True
+                with contextlib.suppress(adbc_dbapi.Error):
+                    self._reorganizer.adbc_connection.cancel()
 
     def store_result(self, name: str, table: pa.Table) -> None:
         with self._results_lock, self._results.cursor() as c:

@@ -6,18 +6,17 @@ are waiting and appends them in one transaction: a commit costs several millisec
 many rows it covers. Evictions and window-table writes (``call``) run between appends, in the
 order they were asked for.
 
-Once it has had nothing to do for ``idle_s``, the thread keeps ``metrics`` in its clustered
-order (CACHE-10): it rewrites the table if enough has changed, and new work arriving abandons
-that rewrite at once. Under continuous load the table is rewritten only when it has grown
-threefold since its last rewrite, by a third thread, beside the appends that go on
-meanwhile (they wait only for the final swap of the tables). When idle, and after an
-append that leaves the series index's runs crowded, it wakes a second thread that merges
-them (CACHE-11): a merge of millions of rows takes a second or more, and appends go on
-meanwhile (the merge is dropped if the writer merged the runs it read). After the rewrite,
-if any, it has DuckDB checkpoint the hot cache, which compresses what was written since the
-last checkpoint (CACHE-12); appends arriving then wait for it. While
-:meth:`Appender.paused` is held (warm start submits the stored samples piece by piece) none
-of these runs.
+A second thread keeps ``metrics`` in its clustered order (CACHE-10), rewriting it beside
+the appends (they wait only for the final swap of the tables): when this thread has had
+nothing to do for ``idle_s`` and enough has changed (new work arriving gives that rewrite
+up), and under continuous load when the table has grown threefold since its last rewrite
+(that one runs to its end). When idle, and after an append that leaves the series index's
+runs crowded, this thread wakes a third that merges them (CACHE-11): a merge of millions of
+rows takes a second or more, and appends go on meanwhile (the merge is dropped if the writer
+merged the runs it read). At an idle moment with no rewrite due, it has DuckDB checkpoint
+the hot cache, which compresses what was written since the last checkpoint (CACHE-12);
+appends arriving then wait for it. While :meth:`Appender.paused` is held (warm start submits
+the stored samples piece by piece) none of these runs.
 """
 
 from __future__ import annotations
@@ -60,6 +59,7 @@ class Appender:
         )
         self._compactor.start()
         self._rewrite_wanted = threading.Event()
+        self._rewrite_loaded = False  # the rewrite wanted is one under load, not an idle one
         self._rewriter = threading.Thread(
             target=self._rewrite_loop, name="hyprstream-rewrite", daemon=True
         )
@@ -131,8 +131,10 @@ class Appender:
                 except queue.Empty:  # idle
                     if not self._pauses:
                         self._compact_wanted.set()
-                        self._rewrite()
-                        self._compress()
+                        if self._cache.rewrite_wanted(idle=True):
+                            self._rewrite_wanted.set()  # compressed at a later idle moment
+                        else:
+                            self._compress()
                     continue
             if item is None:
                 return
@@ -172,6 +174,7 @@ class Appender:
                     if self._cache.compaction_wanted(idle=False):
                         self._compact_wanted.set()
                     if self._cache.rewrite_wanted(idle=False):
+                        self._rewrite_loaded = True
                         self._rewrite_wanted.set()
 
     def _still_idle(self) -> bool:
@@ -192,23 +195,24 @@ class Appender:
                 log.warning("could not compact the series index: %s", exc)
 
     def _rewrite_loop(self) -> None:
-        """The rewriting thread: rewrites ``metrics`` under load when an append finds it due
-        (CACHE-10), beside the appends that go on meanwhile."""
+        """The rewriting thread: rewrites ``metrics`` into its clustered order (CACHE-10)
+        beside the appends, when an append finds a rewrite under load due, or the appender,
+        idle, finds an idle one due (new work gives that one up)."""
         while True:
             self._rewrite_wanted.wait()
             self._rewrite_wanted.clear()
+            loaded, self._rewrite_loaded = self._rewrite_loaded, False
             if self._closing:
                 return
+            if self._pauses:
+                continue
             try:
-                self._cache.rewrite_online()
+                if loaded:
+                    self._cache.rewrite_online()
+                else:
+                    self._cache.rewrite_online(idle=True, still_idle=self._still_idle)
             except Exception as exc:  # the layout is an optimisation: never fail for it
                 log.warning("could not rewrite the hot samples: %s", exc)
-
-    def _rewrite(self) -> None:
-        try:
-            self._cache.rewrite_samples(idle=True, still_idle=self._still_idle)
-        except Exception as exc:  # the layout is an optimisation: never fail an append for it
-            log.warning("could not rewrite the hot samples: %s", exc)
 
     def _compress(self) -> None:
         try:

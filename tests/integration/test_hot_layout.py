@@ -145,7 +145,7 @@ def test_the_appender_rewrites_in_its_idle_time(cache: DuckDBHotCache) -> None:
             appender.submit(batch(3_000, 20, 40 + i, END_US - 24 * HOUR_US, END_US)).result(10)
         expected = content(cache)
         deadline = time.monotonic() + 20
-        while cache.rewrite_wanted(idle=True) and time.monotonic() < deadline:
+        while (cache.rewrite_wanted(idle=True) or cache._online) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not cache.rewrite_wanted(idle=True)
         assert content(cache) == expected
@@ -160,7 +160,7 @@ def test_rows_loaded_around_the_appender_are_clustered_too(cache: DuckDBHotCache
     try:
         cache.append(batch(3_000, 20, 50, END_US - 24 * HOUR_US, END_US))  # as warm() does
         deadline = time.monotonic() + 20
-        while cache.rewrite_wanted(idle=True) and time.monotonic() < deadline:
+        while (cache.rewrite_wanted(idle=True) or cache._online) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not cache.rewrite_wanted(idle=True)
         first = cache.query("SELECT metric_id FROM metrics LIMIT 1").to_pylist()
@@ -261,7 +261,9 @@ def test_a_paused_appender_appends_but_leaves_maintenance_until_it_resumes(
             assert cache.rewrite_wanted(idle=True)
             assert cache.query("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 12_000}]
         deadline = time.monotonic() + 30
-        while (cache.rewrite_wanted(idle=True) or index.runs > 1) and time.monotonic() < deadline:
+        while (
+            cache.rewrite_wanted(idle=True) or cache._online or index.runs > 1
+        ) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not cache.rewrite_wanted(idle=True)
         assert index.runs == 1
@@ -714,5 +716,43 @@ def test_a_hot_cache_in_a_file_rewrites_under_load_with_appends_waiting(tmp_path
         assert cache.rewrite_online()
         assert content(cache) == before
         assert physical(cache)[0][0] == "m000"
+    finally:
+        cache.close()
+
+
+def test_an_idle_rewrite_beside_the_appends_gives_way_to_new_work(
+    during_catch_up: list[Any],
+) -> None:
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    try:
+        cache.append(batch(20_000, 50, 130, END_US - 24 * HOUR_US, END_US))
+        assert cache.rewrite_wanted(idle=True)
+        assert not cache.rewrite_wanted(idle=False)  # not (yet) due under load
+        before = physical(cache)
+        during_catch_up.append(cache.interrupt_rewrite)  # as the appender's submit does
+        assert not cache.rewrite_online(idle=True)
+        assert physical(cache) == before  # given up: not a row moved
+        assert cache.rewrite_wanted(idle=True)  # still due, for the next idle moment
+        left = cache.query(
+            "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '%metrics_next'"
+        )
+        assert left.to_pylist() == [{"n": 0}]
+        # Work that came in before it could be interrupted keeps it from starting.
+        assert not cache.rewrite_online(idle=True, still_idle=lambda: False)
+        assert physical(cache) == before
+        assert cache.rewrite_online(idle=True, still_idle=lambda: True)
+        assert not cache.rewrite_wanted(idle=True)
+    finally:
+        cache.close()
+
+
+def test_new_work_does_not_give_up_a_rewrite_under_load(during_catch_up: list[Any]) -> None:
+    cache = loaded_cache()
+    try:
+        before = content(cache)
+        during_catch_up.append(cache.interrupt_rewrite)
+        assert cache.rewrite_online()
+        assert content(cache) == before
+        assert not cache.rewrite_wanted(idle=False)
     finally:
         cache.close()
