@@ -63,7 +63,8 @@ _WINDOW_TABLES = (_WINDOWS_BASE, _WINDOWS_RECENT, _WINDOWS_OPEN)
 _RESULT_PREFIX = "_hyprstream_result_"
 #: The clustered copy of ``metrics`` a rewrite under load builds (CACHE-10).
 _METRICS_NEXT = "_hyprstream_metrics_next"
-#: Copies of rows appended during a rewrite under load made before the last, under the lock.
+#: At most this many copies, without the lock, of the rows appended while a rewrite beside
+#: the appends runs; the last copy, under the lock, takes what they left.
 _CATCH_UP_PASSES = 4
 
 #: Columns of ``metric_windows`` (spec/windows.md, WIN-13), in order, with their Arrow types.
@@ -183,7 +184,7 @@ class DuckDBHotCache:
         # connection (each in an explicit transaction, see rewrite_samples), so that
         # cancelling one can never touch an append.
         self._clusterer = self._connect(autocommit=True)
-        # The rewrite under load (rewrite_online) has its own: it runs beside appends.
+        # Rewrites beside the appends (rewrite_online) have their own.
         self._reorganizer = self._connect(autocommit=True)
         #: Held by whatever changes ``metrics``: appends, evictions, new columns, rewrites.
         self._samples_lock = threading.Lock()
@@ -200,6 +201,7 @@ class DuckDBHotCache:
         self._online = False  # a rewrite beside the appends (rewrite_online) is under way
         self._online_idle = False  # ... by the idle rule: new work gives it up
         self._online_stop = False  # ... and is to be given up (a new column, closing)
+        self._online_cancellable = False  # ... and its statement may be cancelled
         self._online_dropped = True  # no copy of it is left behind
         self._uncompressed = 0  # rows written to any table since the last checkpoint
         self._compress_blocked_below = 0  # after a failed checkpoint: wait for more writes
@@ -370,12 +372,12 @@ class DuckDBHotCache:
             log.error("the series index failed and is turned off: %s", exc)
             self._series = None
 
-    def compaction_wanted(self, *, idle: bool) -> bool:
-        """Whether :meth:`compact_series` should run: whenever the writer is idle, and under
-        load once the series index's runs crowd (merges then cost ingest some CPU, so a burst
-        of up to about 32 batches pays none; the writer would merge past 64, appends waiting)."""
+    def compaction_pressing(self) -> bool:
+        """Whether :meth:`compact_series` should run even though the writer is busy: once the
+        series index's runs crowd (merges cost ingest some CPU, so a burst of up to about 32
+        batches pays none; past 64 runs the writer would merge, its appends waiting)."""
         index = self._series
-        return index is not None and (idle or index.crowded)
+        return index is not None and index.crowded
 
     def compact_series(self) -> bool:
         """One compaction step of the series index (CACHE-11); whether it merged runs.
@@ -416,8 +418,8 @@ class DuckDBHotCache:
     # -- the clustered layout of ``metrics`` (CACHE-10) ------------------------------------
 
     def rewrite_wanted(self, *, idle: bool) -> bool:
-        """Whether :meth:`rewrite_samples` (or, under load, :meth:`rewrite_online`) would
-        rewrite now (see ``rewrite_due``); never while a rewrite under load is under way."""
+        """Whether :meth:`rewrite_online` (or :meth:`rewrite_samples`) would rewrite now (see
+        ``rewrite_due``); never while a rewrite beside the appends is under way."""
         if self._changed_rows < self._rewrite_blocked_below or self._newest_us is None:
             return False
         if self._online:
@@ -467,6 +469,7 @@ class DuckDBHotCache:
             with self._rewrite_state:
                 self._online, self._online_idle = True, idle
                 self._online_stop, self._online_dropped = False, False
+                self._online_cancellable = True
             changed_before = self._changed_rows
             order = self._clustered_order()
         try:
@@ -496,6 +499,7 @@ class DuckDBHotCache:
                         if done < self._rewrite_floor:
                             break
                     with self._samples_lock:
+                        self._not_cancellable()  # the last step is short: never cut it
                         if self._online_stop:
                             return False
                         c.execute("BEGIN TRANSACTION")
@@ -518,15 +522,18 @@ class DuckDBHotCache:
                         self._uncompressed += self._sample_rows  # a new table
                         return True
                 except BaseException:
+                    # A cancel landing on the ROLLBACK would leave the transaction open,
+                    # holding what it changed (``metrics`` itself, in the last step).
+                    self._not_cancellable()
                     with contextlib.suppress(adbc_dbapi.Error):
                         c.execute("ROLLBACK")
                     raise
         except adbc_dbapi.Error as exc:
             if not self._online_stop:
-                log.warning("rewriting the hot samples failed: %s", _message(str(exc)))
-                self._rewrite_blocked_below = self._changed_rows + self._rewrite_floor
+                self._rewrite_failed(exc)
             return False
         finally:
+            self._not_cancellable()
             if not self._online_dropped:
                 with contextlib.suppress(adbc_dbapi.Error), self._reorganizer.cursor() as c:
                     c.execute(f"DROP TABLE IF EXISTS {copy}")
@@ -537,9 +544,19 @@ class DuckDBHotCache:
         """Give up a rewrite beside the appends that is under way (as before closing)."""
         with self._rewrite_state:
             self._online_stop = True
-            if self._online:
+            if self._online and self._online_cancellable:
                 with contextlib.suppress(adbc_dbapi.Error):
                     self._reorganizer.adbc_connection.cancel()
+
+    def _not_cancellable(self) -> None:
+        """No cancel may land on the rewrite beside the appends from here on (a cancel made
+        earlier landed on an earlier statement, or on none: DuckDB forgets it then)."""
+        with self._rewrite_state:
+            self._online_cancellable = False
+
+    def _rewrite_failed(self, exc: adbc_dbapi.Error) -> None:
+        log.warning("rewriting the hot samples failed: %s", _message(str(exc)))
+        self._rewrite_blocked_below = self._changed_rows + self._rewrite_floor
 
     def rewrite_samples(
         self, *, idle: bool, force: bool = False, still_idle: Callable[[], bool] | None = None
@@ -591,8 +608,7 @@ class DuckDBHotCache:
                         raise
             except adbc_dbapi.Error as exc:
                 if not self._abandoned:
-                    log.warning("rewriting the hot samples failed: %s", _message(str(exc)))
-                    self._rewrite_blocked_below = self._changed_rows + self._rewrite_floor
+                    self._rewrite_failed(exc)
                 return False
             finally:
                 with self._rewrite_state:
@@ -680,8 +696,9 @@ class DuckDBHotCache:
                     self._clusterer.adbc_connection.cancel()
             if self._online and self._online_idle and not self._online_stop:
                 self._online_stop = True
-                with contextlib.suppress(adbc_dbapi.Error):
-                    self._reorganizer.adbc_connection.cancel()
+                if self._online_cancellable:
+                    with contextlib.suppress(adbc_dbapi.Error):
+                        self._reorganizer.adbc_connection.cancel()
 
     def store_result(self, name: str, table: pa.Table) -> None:
         with self._results_lock, self._results.cursor() as c:

@@ -12,10 +12,11 @@ merges, in one k-way merge, the longest suffix of runs in which each run is at m
 ``merge_factor`` times as large as all the runs after it together, so sizes stay geometric:
 O(log n) runs and each row merged O(log n) times. Merging sorted runs is a stable sort of
 their metric ranks (ascending sequences: numpy's timsort merges them), then one ``take`` of
-the fixed-width columns. The hot cache compacts on a thread of its own after each append
-and when its writer is idle: ``plan_compaction`` computes a merge from the runs as they
-are, without changing the index (forcing one run more once half of ``max_runs`` have piled
-up), and ``install`` puts it in under the writer's lock unless the writer merged its runs.
+the fixed-width columns. The hot cache compacts on a thread of its own when its writer is
+idle, and after an append once more than half of ``max_runs`` runs have piled up (the index
+is ``crowded``): ``plan_compaction`` computes a merge from the runs as they are, without
+changing the index (forcing one run more when crowded), and ``install`` puts it in under
+the writer's lock unless the writer merged its runs.
 ``append`` compacts only once more than ``max_runs`` runs have piled up (twice as many from
 the start of a merge planned aside until it is installed: under load, with the rewrite of
 the hot table beside it, such a merge may take seconds), so appends rarely wait. Runs of

@@ -171,7 +171,7 @@ class Appender:
                 if not self._pauses:
                     # Under continuous load too: runs left to pile up past max_runs would be
                     # merged by this thread, with the next appends waiting seconds for it.
-                    if self._cache.compaction_wanted(idle=False):
+                    if self._cache.compaction_pressing():
                         self._compact_wanted.set()
                     if self._cache.rewrite_wanted(idle=False):
                         self._rewrite_loaded = True
