@@ -21,12 +21,14 @@ Pure: no clock, no I/O.
 
 from __future__ import annotations
 
-__all__ = ["REWRITE_FLOOR", "compress_due", "rewrite_due"]
+__all__ = ["REWRITE_FLOOR", "compress_due", "idle_rewrite_may_start", "rewrite_due"]
 
 #: One DuckDB row group: rewriting fewer changed rows than this cannot skip a row group more.
 REWRITE_FLOOR = 122_880
 #: Under continuous load, never rewrite for fewer changed rows than this many floors.
 _LOADED_FLOORS = 64
+#: Idle rewrites given up in a row after which the wait before the next one stops doubling.
+_MAX_BACKOFF = 5
 
 
 def rewrite_due(*, changed: int, rows: int, idle: bool, floor: int = REWRITE_FLOOR) -> bool:
@@ -50,3 +52,15 @@ def compress_due(*, written: int, idle: bool, floor: int = REWRITE_FLOOR) -> boo
     if written < 0 or floor < 0:
         raise ValueError("row counts must not be negative")
     return idle and written > 0 and written >= floor
+
+
+def idle_rewrite_may_start(*, idle_periods: int, given_up: int) -> bool:
+    """Whether an idle rewrite that is due may start, after ``idle_periods`` idle periods
+    (0.25 s each) since the last work or the last attempt, when the last ``given_up`` idle
+    rewrites in a row were given up for new work: one period, then twice as many after each
+    one given up, up to 32. Steady load with short pauses would otherwise start a rewrite in
+    every pause and throw it away (a sort of the whole table each time, on the cores the
+    ingest needs); a rewrite that ends resets the count."""
+    if idle_periods < 0 or given_up < 0:
+        raise ValueError("counts must not be negative")
+    return idle_periods >= 1 << min(given_up, _MAX_BACKOFF)

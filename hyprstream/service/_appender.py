@@ -33,6 +33,7 @@ from typing import TypeAlias
 import pyarrow as pa
 
 from hyprstream.backend import DuckDBHotCache
+from hyprstream.cachepolicy import idle_rewrite_may_start
 
 __all__ = ["Appender"]
 
@@ -60,6 +61,8 @@ class Appender:
         self._compactor.start()
         self._rewrite_wanted = threading.Event()
         self._rewrite_loaded = False  # the rewrite wanted is one under load, not an idle one
+        self._idle_periods = 0  # idle periods since the last work or idle rewrite started
+        self._given_up = 0  # idle rewrites given up in a row (for new work)
         self._rewriter = threading.Thread(
             target=self._rewrite_loop, name="hyprstream-rewrite", daemon=True
         )
@@ -130,12 +133,19 @@ class Appender:
                     item = self._queue.get(timeout=self._idle_s)
                 except queue.Empty:  # idle
                     if not self._pauses:
+                        self._idle_periods += 1
                         self._compact_wanted.set()
                         if self._cache.rewrite_wanted(idle=True):
-                            self._rewrite_wanted.set()  # compressed at a later idle moment
+                            # Compressed at a later idle moment, after the rewrite.
+                            if idle_rewrite_may_start(
+                                idle_periods=self._idle_periods, given_up=self._given_up
+                            ):
+                                self._idle_periods = 0
+                                self._rewrite_wanted.set()
                         else:
                             self._compress()
                     continue
+                self._idle_periods = 0
             if item is None:
                 return
             work, future = item
@@ -209,8 +219,10 @@ class Appender:
             try:
                 if loaded:
                     self._cache.rewrite_online()
+                elif self._cache.rewrite_online(idle=True, still_idle=self._still_idle):
+                    self._given_up = 0
                 else:
-                    self._cache.rewrite_online(idle=True, still_idle=self._still_idle)
+                    self._given_up += 1  # back off (see idle_rewrite_may_start)
             except Exception as exc:  # the layout is an optimisation: never fail for it
                 log.warning("could not rewrite the hot samples: %s", exc)
 

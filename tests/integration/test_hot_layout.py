@@ -793,3 +793,28 @@ def test_interruptions_never_leave_a_rewrite_beside_the_appends_holding_the_tabl
         assert left.to_pylist() == [{"n": 0}]
     finally:
         cache.close()
+
+
+def test_idle_rewrites_given_up_in_a_row_are_tried_less_and_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Steady load with short pauses would start an idle rewrite in every pause and throw it
+    # away. Here every idle rewrite is "given up": the appender must back off (1, 2, 4, ...
+    # 32 idle periods between attempts), not try again at every idle period.
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    attempts: list[float] = []
+
+    def given_up(*, idle: bool = False, still_idle: Any = None) -> bool:
+        attempts.append(time.monotonic())
+        return False
+
+    monkeypatch.setattr(cache, "rewrite_wanted", lambda *, idle: idle)
+    monkeypatch.setattr(cache, "rewrite_online", given_up)
+    appender = Appender(cache, idle_s=0.01)
+    try:
+        time.sleep(1.0)  # about 100 idle periods
+    finally:
+        appender.close()
+        cache.close()
+    # 1 + 2 + 4 + 8 + 16 + 32 = 63 periods for six attempts, then one every 32.
+    assert 3 <= len(attempts) <= 9

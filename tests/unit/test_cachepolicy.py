@@ -9,6 +9,7 @@ from hyprstream.cachepolicy import (
     Entry,
     compress_due,
     evictions,
+    idle_rewrite_may_start,
     may_evict,
     rewrite_due,
 )
@@ -92,6 +93,20 @@ def test_negative_counts_are_refused() -> None:
         compress_due(written=-1, idle=True)
     with pytest.raises(ValueError, match="must not be negative"):
         compress_due(written=1, idle=True, floor=-1)
+
+
+def test_idle_rewrites_given_up_in_a_row_wait_twice_as_long_each_time() -> None:
+    # One idle period at first; then 2, 4, 8, 16 and at most 32 after each given up.
+    needed = [
+        min(p for p in range(100) if idle_rewrite_may_start(idle_periods=p, given_up=g))
+        for g in range(8)
+    ]
+    assert needed == [1, 2, 4, 8, 16, 32, 32, 32]
+    assert not idle_rewrite_may_start(idle_periods=0, given_up=0)  # never without idling
+    with pytest.raises(ValueError, match="must not be negative"):
+        idle_rewrite_may_start(idle_periods=-1, given_up=0)
+    with pytest.raises(ValueError, match="must not be negative"):
+        idle_rewrite_may_start(idle_periods=1, given_up=-1)
 
 
 # -- CACHE-12: when the hot cache is checkpointed (compressed) -----------------------------
