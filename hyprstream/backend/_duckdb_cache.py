@@ -202,6 +202,7 @@ class DuckDBHotCache:
         self._online_idle = False  # ... by the idle rule: new work gives it up
         self._online_stop = False  # ... and is to be given up (a new column, closing)
         self._online_cancellable = False  # ... and its statement may be cancelled
+        self._online_closed = False  # stop_online was called: no such rewrite starts again
         self._online_dropped = True  # no copy of it is left behind
         self._uncompressed = 0  # rows written to any table since the last checkpoint
         self._compress_blocked_below = 0  # after a failed checkpoint: wait for more writes
@@ -467,6 +468,8 @@ class DuckDBHotCache:
             if self._online or self._newest_us is None:
                 return False
             with self._rewrite_state:
+                if self._online_closed:
+                    return False
                 self._online, self._online_idle = True, idle
                 self._online_stop, self._online_dropped = False, False
                 self._online_cancellable = True
@@ -541,8 +544,10 @@ class DuckDBHotCache:
                 self._online = False
 
     def stop_online(self) -> None:
-        """Give up a rewrite beside the appends that is under way (as before closing)."""
+        """Give up a rewrite beside the appends that is under way, and start none from now
+        on (before closing)."""
         with self._rewrite_state:
+            self._online_closed = True
             self._online_stop = True
             if self._online and self._online_cancellable:
                 with contextlib.suppress(adbc_dbapi.Error):

@@ -818,3 +818,16 @@ def test_idle_rewrites_given_up_in_a_row_are_tried_less_and_less_often(
         cache.close()
     # 1 + 2 + 4 + 8 + 16 + 32 = 63 periods for six attempts, then one every 32.
     assert 3 <= len(attempts) <= 9
+
+
+def test_no_rewrite_beside_the_appends_starts_once_stopped_for_closing() -> None:
+    # The appender stops rewrites before it closes; a rewrite its thread was about to start
+    # must not start then (closing would wait for all of it).
+    cache = loaded_cache()
+    try:
+        cache.stop_online()
+        assert cache.rewrite_wanted(idle=False)
+        assert not cache.rewrite_online()
+        assert not cache.rewrite_online(idle=True)
+    finally:
+        cache.close()
