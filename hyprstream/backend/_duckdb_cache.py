@@ -203,6 +203,7 @@ class DuckDBHotCache:
         self._online_stop = False  # ... and is to be given up (a new column, closing)
         self._online_cancellable = False  # ... and its statement may be cancelled
         self._online_closed = False  # stop_online was called: no such rewrite starts again
+        self._online_gave_way = False  # the last idle one was given up for new work
         self._online_dropped = True  # no copy of it is left behind
         self._uncompressed = 0  # rows written to any table since the last checkpoint
         self._compress_blocked_below = 0  # after a failed checkpoint: wait for more writes
@@ -459,10 +460,13 @@ class DuckDBHotCache:
         checkpoints may renumber rows): a file-backed one rewrites with appends waiting
         (:meth:`rewrite_samples`). Returns whether it rewrote; a rewrite given up (new work
         when idle, new columns, :meth:`close`) or failed leaves ``metrics`` as it was."""
+        self._online_gave_way = False
         if not self.rewrite_wanted(idle=idle):
             return False
         if not self._in_memory:
-            return self.rewrite_samples(idle=idle, still_idle=still_idle)
+            rewrote = self.rewrite_samples(idle=idle, still_idle=still_idle)
+            self._online_gave_way = idle and not rewrote and self._abandoned
+            return rewrote
         copy = _q(_METRICS_NEXT)
         with self._samples_lock:
             if self._online or self._newest_us is None:
@@ -477,7 +481,8 @@ class DuckDBHotCache:
             order = self._clustered_order()
         try:
             if idle and still_idle is not None and not still_idle():
-                return False  # work came in before an interruption could count
+                self._online_gave_way = True  # work came in before an interruption could count
+                return False
             with self._reorganizer.cursor() as c:
                 try:
                     if self._online_stop:
@@ -542,6 +547,11 @@ class DuckDBHotCache:
                     c.execute(f"DROP TABLE IF EXISTS {copy}")
             with self._samples_lock, self._rewrite_state:
                 self._online = False
+
+    def idle_rewrite_gave_way(self) -> bool:
+        """Whether the last :meth:`rewrite_online` was an idle rewrite given up for new work
+        (not one that was not due, or failed, or was given up for new columns)."""
+        return self._online_gave_way
 
     def stop_online(self) -> None:
         """Give up a rewrite beside the appends that is under way, and start none from now
@@ -700,7 +710,7 @@ class DuckDBHotCache:
                 with contextlib.suppress(adbc_dbapi.Error):
                     self._clusterer.adbc_connection.cancel()
             if self._online and self._online_idle and not self._online_stop:
-                self._online_stop = True
+                self._online_stop = self._online_gave_way = True
                 if self._online_cancellable:
                     with contextlib.suppress(adbc_dbapi.Error):
                         self._reorganizer.adbc_connection.cancel()

@@ -56,11 +56,12 @@ def compress_due(*, written: int, idle: bool, floor: int = REWRITE_FLOOR) -> boo
 
 def idle_rewrite_may_start(*, idle_periods: int, given_up: int) -> bool:
     """Whether an idle rewrite that is due may start, after ``idle_periods`` idle periods
-    (0.25 s each) since the last work or the last attempt, when the last ``given_up`` idle
-    rewrites in a row were given up for new work: one period, then twice as many after each
-    one given up, up to 32. Steady load with short pauses would otherwise start a rewrite in
-    every pause and throw it away (a sort of the whole table each time, on the cores the
-    ingest needs); a rewrite that ends resets the count."""
+    (0.25 s each) since the last attempt, counted across the pauses between work, when the
+    last ``given_up`` idle rewrites in a row were given up for new work: one period, then
+    twice as many after each one given up, up to 32. Steady load with short pauses would
+    otherwise start a rewrite in every pause and throw it away (a sort of the whole table
+    each time, on the cores the ingest needs); a rewrite that ends resets the count. Since
+    short pauses add up, a back-off never locks idle rewrites out for good."""
     if idle_periods < 0 or given_up < 0:
         raise ValueError("counts must not be negative")
     return idle_periods >= 1 << min(given_up, _MAX_BACKOFF)

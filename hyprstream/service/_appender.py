@@ -60,8 +60,11 @@ class Appender:
         )
         self._compactor.start()
         self._rewrite_wanted = threading.Event()
-        self._rewrite_loaded = False  # the rewrite wanted is one under load, not an idle one
-        self._idle_periods = 0  # idle periods since the last work or idle rewrite started
+        self._want_loaded = False  # a rewrite under load was asked for
+        self._want_idle = False  # an idle rewrite was asked for
+        #: Idle periods since the last idle rewrite started (not reset by work: short pauses
+        #: add up, so that a back-off never locks idle rewrites out for good).
+        self._idle_periods = 0
         self._given_up = 0  # idle rewrites given up in a row (for new work)
         self._rewriter = threading.Thread(
             target=self._rewrite_loop, name="hyprstream-rewrite", daemon=True
@@ -135,17 +138,18 @@ class Appender:
                     if not self._pauses:
                         self._idle_periods += 1
                         self._compact_wanted.set()
-                        if self._cache.rewrite_wanted(idle=True):
+                        if not self._cache.rewrite_wanted(idle=True):
+                            self._compress()
+                        elif idle_rewrite_may_start(
+                            idle_periods=self._idle_periods, given_up=self._given_up
+                        ):
                             # Compressed at a later idle moment, after the rewrite.
-                            if idle_rewrite_may_start(
-                                idle_periods=self._idle_periods, given_up=self._given_up
-                            ):
-                                self._idle_periods = 0
-                                self._rewrite_wanted.set()
-                        else:
+                            self._idle_periods = 0
+                            self._want_idle = True
+                            self._rewrite_wanted.set()
+                        else:  # the rewrite waits out its back-off: compress meanwhile
                             self._compress()
                     continue
-                self._idle_periods = 0
             if item is None:
                 return
             work, future = item
@@ -184,7 +188,7 @@ class Appender:
                     if self._cache.compaction_pressing():
                         self._compact_wanted.set()
                     if self._cache.rewrite_wanted(idle=False):
-                        self._rewrite_loaded = True
+                        self._want_loaded = True
                         self._rewrite_wanted.set()
 
     def _still_idle(self) -> bool:
@@ -211,7 +215,10 @@ class Appender:
         while True:
             self._rewrite_wanted.wait()
             self._rewrite_wanted.clear()
-            loaded, self._rewrite_loaded = self._rewrite_loaded, False
+            # Read after the clear: a request made since is run now or on the next pass,
+            # never lost, and nothing runs that was not asked for.
+            loaded, self._want_loaded = self._want_loaded, False
+            idle, self._want_idle = self._want_idle, False
             if self._closing:
                 return
             if self._pauses:
@@ -219,9 +226,11 @@ class Appender:
             try:
                 if loaded:
                     self._cache.rewrite_online()
+                elif not idle:
+                    continue
                 elif self._cache.rewrite_online(idle=True, still_idle=self._still_idle):
                     self._given_up = 0
-                else:
+                elif self._cache.idle_rewrite_gave_way():
                     self._given_up += 1  # back off (see idle_rewrite_may_start)
             except Exception as exc:  # the layout is an optimisation: never fail for it
                 log.warning("could not rewrite the hot samples: %s", exc)

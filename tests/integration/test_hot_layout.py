@@ -810,6 +810,7 @@ def test_idle_rewrites_given_up_in_a_row_are_tried_less_and_less_often(
 
     monkeypatch.setattr(cache, "rewrite_wanted", lambda *, idle: idle)
     monkeypatch.setattr(cache, "rewrite_online", given_up)
+    monkeypatch.setattr(cache, "idle_rewrite_gave_way", lambda: True)
     appender = Appender(cache, idle_s=0.01)
     try:
         time.sleep(1.0)  # about 100 idle periods
@@ -818,6 +819,62 @@ def test_idle_rewrites_given_up_in_a_row_are_tried_less_and_less_often(
         cache.close()
     # 1 + 2 + 4 + 8 + 16 + 32 = 63 periods for six attempts, then one every 32.
     assert 3 <= len(attempts) <= 9
+
+
+def test_short_pauses_add_up_so_the_back_off_never_locks_idle_rewrites_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Work every 50 ms leaves pauses of about 4 idle periods of 10 ms. After five idle
+    # rewrites given up in a row the back-off asks for 32 periods: counted per pause, that
+    # would never come, and the table would never be rewritten again (found in review).
+    # Meanwhile, idle moments must still compress (CACHE-12).
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    outcomes = [False] * 5 + [True]
+    attempts: list[bool] = []
+    compressed: list[bool] = []
+
+    def rewrite(*, idle: bool = False, still_idle: Any = None) -> bool:
+        attempts.append(outcomes[min(len(attempts), len(outcomes) - 1)])
+        return attempts[-1]
+
+    monkeypatch.setattr(cache, "rewrite_wanted", lambda *, idle: idle and not any(attempts))
+    monkeypatch.setattr(cache, "rewrite_online", rewrite)
+    monkeypatch.setattr(cache, "idle_rewrite_gave_way", lambda: not attempts[-1])
+    monkeypatch.setattr(cache, "compress", lambda **_: compressed.append(True) or False)
+    appender = Appender(cache, idle_s=0.01)
+    try:
+        deadline = time.monotonic() + 20
+        seed = 160
+        while not any(attempts) and time.monotonic() < deadline:
+            appender.submit(batch(10, 3, seed, END_US, END_US + 1_000)).result(timeout=30)
+            seed += 1
+            time.sleep(0.05)
+    finally:
+        appender.close()
+        cache.close()
+    assert attempts == outcomes  # the sixth attempt came, after 63 periods in short pauses
+    assert compressed  # idle moments compressed while the rewrite waited
+
+
+def test_only_idle_rewrites_given_up_for_new_work_count_towards_the_back_off(
+    during_catch_up: list[Any],
+) -> None:
+    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+    try:
+        cache.append(batch(500, 50, 170, END_US - 24 * HOUR_US, END_US))
+        assert not cache.rewrite_online(idle=True)  # not due: below the floor
+        assert not cache.idle_rewrite_gave_way()
+        cache.append(batch(20_000, 50, 171, END_US - 24 * HOUR_US, END_US))
+        assert not cache.rewrite_online(idle=True, still_idle=lambda: False)
+        assert cache.idle_rewrite_gave_way()  # work came in before it started
+        during_catch_up.append(lambda: cache.add_labels([pa.field("host", pa.utf8())]))
+        assert not cache.rewrite_online(idle=True)
+        assert not cache.idle_rewrite_gave_way()  # given up for new columns, not new work
+        during_catch_up.clear()
+        assert cache.rewrite_online(idle=True)
+        assert not cache.idle_rewrite_gave_way()
+    finally:
+        cache.close()
 
 
 def test_no_rewrite_beside_the_appends_starts_once_stopped_for_closing() -> None:
