@@ -61,7 +61,7 @@ _WINDOWS_OPEN = "_hyprstream_windows_open"
 _WINDOW_TABLES = (_WINDOWS_BASE, _WINDOWS_RECENT, _WINDOWS_OPEN)
 #: Read-through results (service/_readthrough.py) are tables named with this prefix.
 _RESULT_PREFIX = "_hyprstream_result_"
-#: The clustered copy of ``metrics`` a rewrite under load builds (CACHE-10).
+#: The clustered copy of ``metrics`` a rewrite beside the appends builds (CACHE-10).
 _METRICS_NEXT = "_hyprstream_metrics_next"
 #: At most this many copies, without the lock, of the rows appended while a rewrite beside
 #: the appends runs; the last copy, under the lock, takes what they left.

@@ -16,6 +16,8 @@ and expiry slowly undo the order; a rewrite restores it at a cost proportional t
   the ingest rate, and a burst of a few million rows (a backfill, a replay) is not slowed
   by a rewrite it does not need yet.
 
+``idle_rewrite_may_start`` spaces out idle rewrites that new work keeps giving up.
+
 Pure: no clock, no I/O.
 """
 
