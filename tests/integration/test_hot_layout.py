@@ -551,11 +551,11 @@ def loaded_cache(rows: int = 100_000) -> DuckDBHotCache:
 
 @pytest.fixture(params=["copied_by_a_pass", "copied_under_the_lock"])
 def during_catch_up(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> list[Any]:
-    """Callables run once, on the rewriting thread, when the rewrite under load has built its
-    clustered copy and, without the lock, looks for rows appended since its snapshot: just
-    before its first catch-up pass takes its own snapshot (that pass copies what they
-    append), or just after (nothing is left for the passes: the final step, under the lock,
-    copies it)."""
+    """Callables run once, on the rewriting thread, when a rewrite beside the appends has
+    built its clustered copy and, without the lock, looks for rows appended since its
+    snapshot: just before its first catch-up pass takes its own snapshot (that pass copies
+    what they append), or just after (nothing is left for the passes: the final step, under
+    the lock, copies it)."""
     import hyprstream.backend._duckdb_cache as module
 
     actions: list[Any] = []
