@@ -204,7 +204,6 @@ class DuckDBHotCache:
         self._online_cancellable = False  # ... and its statement may be cancelled
         self._online_closed = False  # stop_online was called: no such rewrite starts again
         self._online_gave_way = False  # the last idle one was given up for new work
-        self._online_dropped = True  # no copy of it is left behind
         self._uncompressed = 0  # rows written to any table since the last checkpoint
         self._compress_blocked_below = 0  # after a failed checkpoint: wait for more writes
         self._results_lock = threading.Lock()
@@ -475,7 +474,7 @@ class DuckDBHotCache:
                 if self._online_closed:
                     return False
                 self._online, self._online_idle = True, idle
-                self._online_stop, self._online_dropped = False, False
+                self._online_stop = False
                 self._online_cancellable = True
             changed_before = self._changed_rows
             order = self._clustered_order()
@@ -523,7 +522,6 @@ class DuckDBHotCache:
                         c.execute(f"DROP TABLE {METRICS_TABLE}")
                         c.execute(f"ALTER TABLE {copy} RENAME TO {METRICS_TABLE}")
                         c.execute("COMMIT")
-                        self._online_dropped = True
                         # Rows appended or deleted since the snapshot are not clustered.
                         self._changed_rows -= changed_before
                         self._rewrite_blocked_below = 0
@@ -542,9 +540,9 @@ class DuckDBHotCache:
             return False
         finally:
             self._not_cancellable()
-            if not self._online_dropped:
-                with contextlib.suppress(adbc_dbapi.Error), self._reorganizer.cursor() as c:
-                    c.execute(f"DROP TABLE IF EXISTS {copy}")
+            # A copy given up or left by a failure goes; a swapped one has its new name.
+            with contextlib.suppress(adbc_dbapi.Error), self._reorganizer.cursor() as c:
+                c.execute(f"DROP TABLE IF EXISTS {copy}")
             with self._samples_lock, self._rewrite_state:
                 self._online = False
 
