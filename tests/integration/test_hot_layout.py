@@ -540,13 +540,19 @@ def physical(cache: DuckDBHotCache) -> list[tuple[str, int]]:
     return list(zip(stored["metric_id"].to_pylist(), stored["t"].to_pylist(), strict=True))
 
 
-def loaded_cache(rows: int = 100_000) -> DuckDBHotCache:
-    """A hot cache whose rewrite under load is due: ``rows`` appended, none clustered (the
-    floor of 1,000 rows puts the loaded threshold at 64,000 changed rows)."""
-    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
-    cache.append(batch(rows, 50, 100, END_US - 24 * HOUR_US, END_US))
+def make_due_under_load(cache: DuckDBHotCache) -> None:
+    """Append to ``cache`` (the fixture) until its rewrite under load is due: 100,000 rows,
+    none clustered (its floor of 1,000 rows puts that threshold at 64,000 changed rows)."""
+    cache.append(batch(100_000, 50, 100, END_US - 24 * HOUR_US, END_US))
     assert cache.rewrite_wanted(idle=False)
-    return cache
+
+
+def no_copy_left(cache: DuckDBHotCache) -> bool:
+    """Whether no clustered copy of a rewrite beside the appends is left behind."""
+    left = cache.query(
+        "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '%metrics_next'"
+    )
+    return bool(left.to_pylist() == [{"n": 0}])
 
 
 @pytest.fixture(params=["copied_by_a_pass", "copied_under_the_lock"])
@@ -579,116 +585,98 @@ def during_catch_up(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequ
     return actions
 
 
-def test_a_rewrite_under_load_changes_no_answer_and_clusters_old_samples() -> None:
-    cache = loaded_cache()
-    try:
-        before = content(cache)
-        assert cache.rewrite_online()
-        assert not cache.rewrite_wanted(idle=False)
-        assert not cache.rewrite_wanted(idle=True)  # nothing changed since
-        assert content(cache) == before
-        rows = physical(cache)
-        boundary = max(t for _, t in rows) - HOUR_US
-        old = [r for r in rows if r[1] < boundary]
-        assert rows[: len(old)] == sorted(old)
-        assert [t for _, t in rows[len(old) :]] == sorted(t for _, t in rows if t >= boundary)
-        left = cache.query(
-            "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '%metrics_next'"
-        )
-        assert left.to_pylist() == [{"n": 0}]
-    finally:
-        cache.close()
+def test_a_rewrite_under_load_changes_no_answer_and_clusters_old_samples(
+    cache: DuckDBHotCache,
+) -> None:
+    make_due_under_load(cache)
+    before = content(cache)
+    assert cache.rewrite_online()
+    assert not cache.rewrite_wanted(idle=False)
+    assert not cache.rewrite_wanted(idle=True)  # nothing changed since
+    assert content(cache) == before
+    rows = physical(cache)
+    boundary = max(t for _, t in rows) - HOUR_US
+    old = [r for r in rows if r[1] < boundary]
+    assert rows[: len(old)] == sorted(old)
+    assert [t for _, t in rows[len(old) :]] == sorted(t for _, t in rows if t >= boundary)
+    assert no_copy_left(cache)
 
 
 def test_rows_appended_during_a_rewrite_under_load_are_kept_after_it(
     during_catch_up: list[Any],
+    cache: DuckDBHotCache,
 ) -> None:
-    cache = loaded_cache()
-    try:
-        late = batch(5_000, 50, 101, END_US, END_US + 60_000_000)
-        during_catch_up.append(lambda: cache.append(late))
-        expected = sorted(content(cache) + [tuple(r.values()) for r in late.to_pylist()])
-        assert cache.rewrite_online()
-        assert sorted(content(cache)) == expected
-        # The clustered copy ends with the rows appended after its snapshot, which count
-        # towards the next rewrite.
-        assert physical(cache)[-5_000:] == [
-            (m, t)
-            for m, t in zip(
-                late["metric_id"].to_pylist(),
-                late["timestamp"].cast(pa.int64()).to_pylist(),
-                strict=True,
-            )
-        ]
-        assert cache._changed_rows == 5_000
-    finally:
-        cache.close()
+    make_due_under_load(cache)
+    late = batch(5_000, 50, 101, END_US, END_US + 60_000_000)
+    during_catch_up.append(lambda: cache.append(late))
+    expected = sorted(content(cache) + [tuple(r.values()) for r in late.to_pylist()])
+    assert cache.rewrite_online()
+    assert sorted(content(cache)) == expected
+    # The clustered copy ends with the rows appended after its snapshot, which count
+    # towards the next rewrite.
+    assert physical(cache)[-5_000:] == [
+        (m, t)
+        for m, t in zip(
+            late["metric_id"].to_pylist(),
+            late["timestamp"].cast(pa.int64()).to_pylist(),
+            strict=True,
+        )
+    ]
+    assert cache._changed_rows == 5_000
 
 
 def test_an_expiry_during_a_rewrite_under_load_holds_after_it(
     during_catch_up: list[Any],
+    cache: DuckDBHotCache,
 ) -> None:
-    cache = loaded_cache()
-    try:
-        cutoff = END_US - 12 * HOUR_US
-        during_catch_up.append(lambda: cache.evict_samples(cutoff))
-        assert cache.rewrite_online()
-        oldest = cache.query("SELECT min(epoch_us(timestamp)) AS t FROM metrics").to_pylist()
-        assert oldest[0]["t"] >= cutoff
-        counted = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
-        assert counted == cache._sample_rows  # the expiry's count still holds
-    finally:
-        cache.close()
+    make_due_under_load(cache)
+    cutoff = END_US - 12 * HOUR_US
+    during_catch_up.append(lambda: cache.evict_samples(cutoff))
+    assert cache.rewrite_online()
+    oldest = cache.query("SELECT min(epoch_us(timestamp)) AS t FROM metrics").to_pylist()
+    assert oldest[0]["t"] >= cutoff
+    counted = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
+    assert counted == cache._sample_rows  # the expiry's count still holds
 
 
 def test_new_columns_during_a_rewrite_under_load_give_it_up(
     during_catch_up: list[Any],
+    cache: DuckDBHotCache,
 ) -> None:
-    cache = loaded_cache()
-    try:
-        before = content(cache)
-        during_catch_up.append(lambda: cache.add_labels([pa.field("host", pa.utf8())]))
-        assert not cache.rewrite_online()
-        assert [tuple(r[:6]) for r in content(cache)] == before
-        assert cache.query("SELECT count(host) AS n FROM metrics").to_pylist() == [{"n": 0}]
-        left = cache.query(
-            "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '%metrics_next'"
-        )
-        assert left.to_pylist() == [{"n": 0}]
-        assert cache.rewrite_wanted(idle=False)  # still due: the next append tries again
-        assert cache.rewrite_online()
-        assert [tuple(r[:6]) for r in content(cache)] == before
-    finally:
-        cache.close()
+    make_due_under_load(cache)
+    before = content(cache)
+    during_catch_up.append(lambda: cache.add_labels([pa.field("host", pa.utf8())]))
+    assert not cache.rewrite_online()
+    assert [tuple(r[:6]) for r in content(cache)] == before
+    assert cache.query("SELECT count(host) AS n FROM metrics").to_pylist() == [{"n": 0}]
+    assert no_copy_left(cache)
+    assert cache.rewrite_wanted(idle=False)  # still due: the next append tries again
+    assert cache.rewrite_online()
+    assert [tuple(r[:6]) for r in content(cache)] == before
 
 
-def test_appends_go_on_while_a_rewrite_under_load_runs() -> None:
+def test_appends_go_on_while_a_rewrite_under_load_runs(cache: DuckDBHotCache) -> None:
     # The point of the rewrite under load: appends (and so acknowledgements) do not wait
     # for the seconds a rewrite of millions of rows takes, only for the final swap.
-    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
-    try:
-        cache.append(batch(3_000_000, 1_000, 102, END_US - 24 * HOUR_US, END_US))
-        assert cache.rewrite_wanted(idle=False)
-        done: list[bool] = []
-        worker = threading.Thread(target=lambda: done.append(cache.rewrite_online()))
-        worker.start()
-        appended_during = 0
-        seed = 103
-        while worker.is_alive():
-            cache.append(batch(1_000, 1_000, seed, END_US, END_US + 60_000_000))
-            seed += 1
-            appended_during += worker.is_alive()
-        worker.join()
-        assert done == [True]
-        assert appended_during >= 5  # a blocked append would have finished after the rewrite
-        n = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
-        assert n == 3_000_000 + (seed - 103) * 1_000
-    finally:
-        cache.close()
+    cache.append(batch(3_000_000, 1_000, 102, END_US - 24 * HOUR_US, END_US))
+    assert cache.rewrite_wanted(idle=False)
+    done: list[bool] = []
+    worker = threading.Thread(target=lambda: done.append(cache.rewrite_online()))
+    worker.start()
+    appended_during = 0
+    seed = 103
+    while worker.is_alive():
+        cache.append(batch(1_000, 1_000, seed, END_US, END_US + 60_000_000))
+        seed += 1
+        appended_during += worker.is_alive()
+    worker.join()
+    assert done == [True]
+    assert appended_during >= 5  # a blocked append would have finished after the rewrite
+    n = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
+    assert n == 3_000_000 + (seed - 103) * 1_000
 
 
-def test_the_appender_rewrites_under_load_on_its_own_thread() -> None:
-    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
+def test_the_appender_rewrites_under_load_on_its_own_thread(cache: DuckDBHotCache) -> None:
     appender = Appender(cache, idle_s=600)  # never idle: only the rewrite under load runs
     try:
         for i in range(5):
@@ -704,7 +692,6 @@ def test_the_appender_rewrites_under_load_on_its_own_thread() -> None:
         assert cache.query("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 100_000}]
     finally:
         appender.close()
-        cache.close()
 
 
 def test_a_hot_cache_in_a_file_rewrites_under_load_with_appends_waiting(tmp_path: Path) -> None:
@@ -722,86 +709,74 @@ def test_a_hot_cache_in_a_file_rewrites_under_load_with_appends_waiting(tmp_path
 
 def test_an_idle_rewrite_beside_the_appends_gives_way_to_new_work(
     during_catch_up: list[Any],
+    cache: DuckDBHotCache,
 ) -> None:
-    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
-    try:
-        cache.append(batch(20_000, 50, 130, END_US - 24 * HOUR_US, END_US))
-        assert cache.rewrite_wanted(idle=True)
-        assert not cache.rewrite_wanted(idle=False)  # not (yet) due under load
-        before = physical(cache)
-        during_catch_up.append(cache.interrupt_rewrite)  # as the appender's submit does
-        assert not cache.rewrite_online(idle=True)
-        assert physical(cache) == before  # given up: not a row moved
-        assert cache.rewrite_wanted(idle=True)  # still due, for the next idle moment
-        left = cache.query(
-            "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '%metrics_next'"
-        )
-        assert left.to_pylist() == [{"n": 0}]
-        # Work that came in before it could be interrupted keeps it from starting.
-        assert not cache.rewrite_online(idle=True, still_idle=lambda: False)
-        assert physical(cache) == before
-        assert cache.rewrite_online(idle=True, still_idle=lambda: True)
-        assert not cache.rewrite_wanted(idle=True)
-    finally:
-        cache.close()
+    cache.append(batch(20_000, 50, 130, END_US - 24 * HOUR_US, END_US))
+    assert cache.rewrite_wanted(idle=True)
+    assert not cache.rewrite_wanted(idle=False)  # not (yet) due under load
+    before = physical(cache)
+    during_catch_up.append(cache.interrupt_rewrite)  # as the appender's submit does
+    assert not cache.rewrite_online(idle=True)
+    assert physical(cache) == before  # given up: not a row moved
+    assert cache.rewrite_wanted(idle=True)  # still due, for the next idle moment
+    assert no_copy_left(cache)
+    # Work that came in before it could be interrupted keeps it from starting.
+    assert not cache.rewrite_online(idle=True, still_idle=lambda: False)
+    assert physical(cache) == before
+    assert cache.rewrite_online(idle=True, still_idle=lambda: True)
+    assert not cache.rewrite_wanted(idle=True)
 
 
-def test_new_work_does_not_give_up_a_rewrite_under_load(during_catch_up: list[Any]) -> None:
-    cache = loaded_cache()
-    try:
-        before = content(cache)
-        during_catch_up.append(cache.interrupt_rewrite)
-        assert cache.rewrite_online()
-        assert content(cache) == before
-        assert not cache.rewrite_wanted(idle=False)
-    finally:
-        cache.close()
+def test_new_work_does_not_give_up_a_rewrite_under_load(
+    during_catch_up: list[Any], cache: DuckDBHotCache
+) -> None:
+    make_due_under_load(cache)
+    before = content(cache)
+    during_catch_up.append(cache.interrupt_rewrite)
+    assert cache.rewrite_online()
+    assert content(cache) == before
+    assert not cache.rewrite_wanted(idle=False)
 
 
-def test_interruptions_never_leave_a_rewrite_beside_the_appends_holding_the_table() -> None:
+def test_interruptions_never_leave_a_rewrite_beside_the_appends_holding_the_table(
+    cache: DuckDBHotCache,
+) -> None:
     # Interruptions at every moment of idle rewrites (each stops one; a cancel landing on
     # its ROLLBACK, or on its last step, would leave a transaction open holding metrics or
     # the copy): appends, and the next rewrite, must still work.
-    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
-    try:
-        cache.append(batch(1_000_000, 1_000, 140, END_US - 24 * HOUR_US, END_US))
-        results = []
-        for attempt in range(6):
-            stop = threading.Event()
+    cache.append(batch(1_000_000, 1_000, 140, END_US - 24 * HOUR_US, END_US))
+    results = []
+    for attempt in range(6):
+        stop = threading.Event()
 
-            def hammer(delay: float = 0.05 * attempt, stop: threading.Event = stop) -> None:
-                time.sleep(delay)
-                while not stop.is_set():
-                    cache.interrupt_rewrite()
+        def hammer(delay: float = 0.05 * attempt, stop: threading.Event = stop) -> None:
+            time.sleep(delay)
+            while not stop.is_set():
+                cache.interrupt_rewrite()
 
-            worker = threading.Thread(target=hammer)
-            worker.start()
-            try:
-                results.append(cache.rewrite_online(idle=True))
-            finally:
-                stop.set()
-                worker.join(30)
-            cache.append(batch(10, 3, 141 + attempt, END_US, END_US + 1_000))
-        assert results.count(True) <= 1  # a rewrite may end before its first interruption
-        total = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()
-        assert total == [{"n": 1_000_060}]
-        cache.append(batch(200_000, 1_000, 150, END_US, END_US + 1_000))
-        assert cache.rewrite_online(idle=True)  # nothing left behind in its way
-        left = cache.query(
-            "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE '%metrics_next'"
-        )
-        assert left.to_pylist() == [{"n": 0}]
-    finally:
-        cache.close()
+        worker = threading.Thread(target=hammer)
+        worker.start()
+        try:
+            results.append(cache.rewrite_online(idle=True))
+        finally:
+            stop.set()
+            worker.join(30)
+        cache.append(batch(10, 3, 141 + attempt, END_US, END_US + 1_000))
+    assert results.count(True) <= 1  # a rewrite may end before its first interruption
+    total = cache.query("SELECT count(*) AS n FROM metrics").to_pylist()
+    assert total == [{"n": 1_000_060}]
+    cache.append(batch(200_000, 1_000, 150, END_US, END_US + 1_000))
+    assert cache.rewrite_online(idle=True)  # nothing left behind in its way
+    assert no_copy_left(cache)
 
 
 def test_idle_rewrites_given_up_in_a_row_are_tried_less_and_less_often(
     monkeypatch: pytest.MonkeyPatch,
+    cache: DuckDBHotCache,
 ) -> None:
     # Steady load with short pauses would start an idle rewrite in every pause and throw it
     # away. Here every idle rewrite is "given up": the appender must back off (1, 2, 4, ...
     # 32 idle periods between attempts), not try again at every idle period.
-    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
     attempts: list[float] = []
 
     def given_up(*, idle: bool = False, still_idle: Any = None) -> bool:
@@ -816,19 +791,18 @@ def test_idle_rewrites_given_up_in_a_row_are_tried_less_and_less_often(
         time.sleep(1.0)  # about 100 idle periods
     finally:
         appender.close()
-        cache.close()
     # 1 + 2 + 4 + 8 + 16 + 32 = 63 periods for six attempts, then one every 32.
     assert 3 <= len(attempts) <= 9
 
 
 def test_short_pauses_add_up_so_the_back_off_never_locks_idle_rewrites_out(
     monkeypatch: pytest.MonkeyPatch,
+    cache: DuckDBHotCache,
 ) -> None:
     # Work every 50 ms leaves pauses of about 4 idle periods of 10 ms. After five idle
     # rewrites given up in a row the back-off asks for 32 periods: counted per pause, that
     # would never come, and the table would never be rewritten again (found in review).
     # Meanwhile, idle moments must still compress (CACHE-12).
-    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
     outcomes = [False] * 5 + [True]
     attempts: list[bool] = []
     compressed: list[bool] = []
@@ -851,40 +825,35 @@ def test_short_pauses_add_up_so_the_back_off_never_locks_idle_rewrites_out(
             time.sleep(0.05)
     finally:
         appender.close()
-        cache.close()
     assert attempts == outcomes  # the sixth attempt came, after 63 periods in short pauses
     assert compressed  # idle moments compressed while the rewrite waited
 
 
 def test_only_idle_rewrites_given_up_for_new_work_count_towards_the_back_off(
     during_catch_up: list[Any],
+    cache: DuckDBHotCache,
 ) -> None:
-    cache = DuckDBHotCache(":memory:", recent_us=HOUR_US, rewrite_floor=1_000)
-    try:
-        cache.append(batch(500, 50, 170, END_US - 24 * HOUR_US, END_US))
-        assert not cache.rewrite_online(idle=True)  # not due: below the floor
-        assert not cache.idle_rewrite_gave_way()
-        cache.append(batch(20_000, 50, 171, END_US - 24 * HOUR_US, END_US))
-        assert not cache.rewrite_online(idle=True, still_idle=lambda: False)
-        assert cache.idle_rewrite_gave_way()  # work came in before it started
-        during_catch_up.append(lambda: cache.add_labels([pa.field("host", pa.utf8())]))
-        assert not cache.rewrite_online(idle=True)
-        assert not cache.idle_rewrite_gave_way()  # given up for new columns, not new work
-        during_catch_up.clear()
-        assert cache.rewrite_online(idle=True)
-        assert not cache.idle_rewrite_gave_way()
-    finally:
-        cache.close()
+    cache.append(batch(500, 50, 170, END_US - 24 * HOUR_US, END_US))
+    assert not cache.rewrite_online(idle=True)  # not due: below the floor
+    assert not cache.idle_rewrite_gave_way()
+    cache.append(batch(20_000, 50, 171, END_US - 24 * HOUR_US, END_US))
+    assert not cache.rewrite_online(idle=True, still_idle=lambda: False)
+    assert cache.idle_rewrite_gave_way()  # work came in before it started
+    during_catch_up.append(lambda: cache.add_labels([pa.field("host", pa.utf8())]))
+    assert not cache.rewrite_online(idle=True)
+    assert not cache.idle_rewrite_gave_way()  # given up for new columns, not new work
+    during_catch_up.clear()
+    assert cache.rewrite_online(idle=True)
+    assert not cache.idle_rewrite_gave_way()
 
 
-def test_no_rewrite_beside_the_appends_starts_once_stopped_for_closing() -> None:
+def test_no_rewrite_beside_the_appends_starts_once_stopped_for_closing(
+    cache: DuckDBHotCache,
+) -> None:
     # The appender stops rewrites before it closes; a rewrite its thread was about to start
     # must not start then (closing would wait for all of it).
-    cache = loaded_cache()
-    try:
-        cache.stop_online()
-        assert cache.rewrite_wanted(idle=False)
-        assert not cache.rewrite_online()
-        assert not cache.rewrite_online(idle=True)
-    finally:
-        cache.close()
+    make_due_under_load(cache)
+    cache.stop_online()
+    assert cache.rewrite_wanted(idle=False)
+    assert not cache.rewrite_online()
+    assert not cache.rewrite_online(idle=True)
