@@ -84,6 +84,24 @@ def hyprstream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
         assert code == 0, f"hyprstream exited with {code}:\n{server.text()}"
 
 
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start ``hyprstream`` child processes with the given arguments (each in a data
+    directory of its own); all are killed at teardown."""
+    procs: list[ServerProcess] = []
+
+    def make(*args: str) -> ServerProcess:
+        proc = spawn_server(
+            args=[*args, "--log-level", "warning"], data_dir=tmp_path / f"d{len(procs)}"
+        )
+        procs.append(proc)
+        return proc
+
+    yield make
+    for p in procs:
+        p.kill()
+
+
 @pytest.fixture(scope="session")
 def raw_floor_server() -> Iterator[FloorServer]:
     server = spawn_floor_server("raw")

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pytest
 from _support import put_pipelined
 
-from conformance.process import ServerProcess, spawn_server
+from conformance.process import ServerProcess
 from hyprstream.backend import DuckDBHotCache, MemoryBackend
 from hyprstream.model import MetricDictionary
 from hyprstream.service import Hyprstream
@@ -268,22 +268,6 @@ def _rss(proc: ServerProcess) -> tuple[int, int]:
     status = Path(f"/proc/{proc.process.pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
-
-
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
-    procs: list[ServerProcess] = []
-
-    def make(*args: str) -> ServerProcess:
-        proc = spawn_server(
-            args=[*args, "--log-level", "warning"], data_dir=tmp_path / f"d{len(procs)}"
-        )
-        procs.append(proc)
-        return proc
-
-    yield make
-    for p in procs:
-        p.kill()
 
 
 @pytest.mark.parametrize("engine", ["memory", "embedded"])

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pytest
 from pyarrow import flight
 
-from conformance.process import ServerProcess, spawn_server
+from conformance.process import ServerProcess
 
 BATCH_ROWS = 65_536
 SERIES = 1_000
@@ -106,28 +106,12 @@ def sustained_put(uri: str, rows: int) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Any]:
-    procs: list[ServerProcess] = []
-
-    def make(engine: str) -> ServerProcess:
-        proc = spawn_server(
-            args=["--engine", engine, "--log-level", "warning"], data_dir=tmp_path / engine
-        )
-        procs.append(proc)
-        return proc
-
-    yield make
-    for p in procs:
-        p.kill()
-
-
 @pytest.mark.parametrize("engine", ["memory", "embedded"])
-def test_sustained_doput(benchmark: Any, server: Any, engine: str) -> None:
+def test_sustained_doput(benchmark: Any, server_factory: Any, engine: str) -> None:
     results: list[dict[str, Any]] = []
 
     def setup() -> tuple[tuple[ServerProcess], dict[str, Any]]:
-        proc = server(engine)
+        proc = server_factory("--engine", engine)
         time.sleep(0.5)
         return (proc,), {}
 
